@@ -1,0 +1,80 @@
+"""Shared fixtures: tiny IDX data sets, configurations, and the real data sets."""
+
+import gzip
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import flags  # noqa: E402
+
+from vae_tf import cli, data  # noqa: E402
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FLAGFILES = sorted(os.path.join(REPO_ROOT, "flags", name)
+                   for name in os.listdir(os.path.join(REPO_ROOT, "flags")))
+
+
+def write_idx(path, array, magic=None):
+    """Writes `array` (uint8) as a gzip-compressed IDX file."""
+    array = np.asarray(array, dtype=np.uint8)
+    if magic is None:
+        magic = data.IMAGES_MAGIC if array.ndim == 3 else data.LABELS_MAGIC
+    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as stream:
+        stream.write(header + array.tobytes())
+
+
+def make_images(labels, seed=0):
+    """Images with a class-dependent bright bar plus noise: learnable, but tiny."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 40, size=(len(labels), 28, 28))
+    for index, label in enumerate(labels):
+        images[index, 2 + 2 * label: 5 + 2 * label, 4:24] = 255
+    return images.astype(np.uint8)
+
+
+def write_dataset(folder, num_train=240, num_test=60, seed=0):
+    """Writes the four IDX files of a tiny synthetic data set into `folder`."""
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", num_train), ("test", num_test)):
+        labels = rng.integers(0, 10, size=count).astype(np.uint8)
+        images_name, labels_name = data.FILE_NAMES[split]
+        write_idx(os.path.join(folder, images_name), make_images(labels, seed))
+        write_idx(os.path.join(folder, labels_name), labels)
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_data_dir(tmp_path_factory):
+    return write_dataset(tmp_path_factory.mktemp("tiny_data"))
+
+
+def parse_config(*args):
+    """A Config parsed from command-line arguments exactly as `vae_tf.train` does."""
+    flag_values = flags.FlagValues()
+    cli.define_config_flags(flag_values)
+    flag_values(["vae_tf.train", *args])
+    return cli.config_from_flags(flag_values)
+
+
+@pytest.fixture
+def tiny_args(tiny_data_dir, tmp_path):
+    """Flags for a fast run on the tiny data set in a fresh model directory."""
+    return [f"--data_dir={tiny_data_dir}", f"--model_dir={tmp_path / 'run'}",
+            "--noprogress_bar", "--eval_batch_size=60"]
+
+
+def real_data_dir(name):
+    """The folder of a real data set, failing in CI and skipping elsewhere if absent."""
+    folder = data.find_local_dir(name)
+    if folder is None:
+        message = (f"real {name} IDX files not found (install dataset-fashion-mnist, or set "
+                   f"{data.ENV_DATA_DIR} to a folder with a {name}/ sub-folder)")
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return folder

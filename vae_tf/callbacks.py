@@ -1,0 +1,114 @@
+"""Keras callbacks of a vae_tf run: KL warm-up, a NaN guard, checkpoints, TensorBoard.
+
+They run in the order `training.train_and_evaluate` lists them. Everything that
+records an epoch (TensorBoard, metrics.csv) runs before the checkpoint of that
+epoch is saved, so a run stopped at any moment resumes from a checkpoint whose
+epoch is fully recorded.
+"""
+
+import math
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from vae_tf import losses
+from vae_tf.errors import TrainingError
+
+
+class KLWarmup(keras.callbacks.Callback):
+    """Sets the model's KL weight at the start of every epoch."""
+
+    def __init__(self, beta: float, warmup_epochs: int):
+        super().__init__()
+        self.beta = beta
+        self.warmup_epochs = warmup_epochs
+        self.current = beta
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current = losses.kl_weight(epoch, self.beta, self.warmup_epochs)
+        self.model.kl_weight.assign(self.current)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["kl_weight"] = self.current
+
+
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Stops training with a clear message as soon as the loss is NaN or infinite."""
+
+    def __init__(self):
+        super().__init__()
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = float((logs or {}).get("loss", 0.0))
+        if not math.isfinite(loss):
+            raise TrainingError(
+                f"the loss became {loss} in epoch {self.epoch + 1}, step {batch + 1}; the "
+                f"checkpoint of the last completed epoch is kept. Try a lower "
+                f"--learning_rate, or --scale=softplus, which bounds the variance.")
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Saves model, optimizer, epoch and RNG state through a CheckpointManager."""
+
+    def __init__(self, manager: tf.train.CheckpointManager, epoch_variable: tf.Variable):
+        super().__init__()
+        self.manager = manager
+        self.epoch_variable = epoch_variable
+
+    def on_epoch_end(self, epoch, logs=None):
+        for variable in self.model.trainable_variables:
+            if not np.all(np.isfinite(keras.ops.convert_to_numpy(variable))):
+                raise TrainingError(
+                    f"weight {variable.path} is not finite after epoch {epoch + 1}; it was not "
+                    f"saved, and the previous checkpoint is kept. Try a lower --learning_rate.")
+        self.epoch_variable.assign(epoch + 1)
+        self.manager.save(checkpoint_number=epoch + 1)
+
+
+class TensorBoardScalars(keras.callbacks.Callback):
+    """Writes each epoch's metrics under tensorboard/train and tensorboard/test.
+
+    Keras reports test metrics with a `val_` prefix; here they go to the test
+    writer under the same names as their training counterparts.
+    """
+
+    def __init__(self, log_dir: str):
+        super().__init__()
+        self.writers = {split: tf.summary.create_file_writer(os.path.join(log_dir, split))
+                        for split in ("train", "test")}
+
+    def on_epoch_end(self, epoch, logs=None):
+        by_split = {"train": {}, "test": {}}
+        for name, value in (logs or {}).items():
+            if name.startswith("val_"):
+                by_split["test"][name[len("val_"):]] = value
+            else:
+                by_split["train"][name] = value
+        for split, scalars in by_split.items():
+            with self.writers[split].as_default():
+                for name, value in scalars.items():
+                    tf.summary.scalar(name, float(value), step=epoch)
+            self.writers[split].flush()
+
+    def on_train_end(self, logs=None):
+        for writer in self.writers.values():
+            writer.close()
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Adds the wall-clock seconds of each epoch (training and test) to its logs."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["epoch_seconds"] = time.perf_counter() - self.start

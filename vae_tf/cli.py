@@ -1,0 +1,91 @@
+"""absl flags generated from `Config`, and the error handling of every entry point.
+
+Only the `python -m vae_tf.<command>` modules call into here: they define the
+flags, turn the parsed FLAGS into a `Config`, and run their main function
+under `run`, which reports a `VaeTfError` as one line on stderr and exits 1.
+"""
+
+import dataclasses
+import os
+import sys
+
+from absl import app, flags, logging
+
+from vae_tf.config import Config
+from vae_tf.errors import ConfigError, VaeTfError
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+def _default(field: dataclasses.Field):
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    return field.default_factory()
+
+
+def define_config_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """Defines one flag per Config field, with its default, help and choices."""
+    for field in dataclasses.fields(Config):
+        default = _default(field)
+        help_text = field.metadata["help"]
+        if field.metadata["choices"]:
+            help_text += f" One of: {', '.join(field.metadata['choices'])}."
+        if isinstance(default, bool):
+            flags.DEFINE_boolean(field.name, default, help_text, flag_values=flag_values)
+        elif isinstance(default, int):
+            flags.DEFINE_integer(field.name, default, help_text, flag_values=flag_values)
+        elif isinstance(default, float):
+            flags.DEFINE_float(field.name, default, help_text, flag_values=flag_values)
+        elif isinstance(default, list):
+            flags.DEFINE_list(field.name, [str(v) for v in default], help_text + " Comma-separated.",
+                              flag_values=flag_values)
+        else:
+            flags.DEFINE_string(field.name, default, help_text, flag_values=flag_values)
+
+
+def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> Config:
+    """The validated Config of the parsed flags."""
+    values = {}
+    for field in dataclasses.fields(Config):
+        value = flag_values[field.name].value
+        if isinstance(_default(field), list):
+            try:
+                value = [int(item) for item in value]
+            except ValueError:
+                raise ConfigError(f"--{field.name}={','.join(value)} must be comma-separated "
+                                  f"integers.") from None
+        values[field.name] = value
+    return Config(**values).validate()
+
+
+def run(main) -> None:
+    """Runs `main(argv)` under absl, turning user errors into one line and exit 1.
+
+    `--verbosity=1` (or higher) shows the full traceback instead.
+    """
+
+    def guarded_main(argv):
+        if not flags.FLAGS["verbosity"].present:
+            logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines are noise here
+        if len(argv) > 1:
+            _fail(f"unexpected argument {argv[1]!r}; every setting is a --flag (see --help).")
+        try:
+            return main(argv)
+        except VaeTfError as error:
+            if flags.FLAGS.verbosity >= 1:
+                raise
+            _fail(str(error))
+        except KeyboardInterrupt:
+            print("\nvae_tf: interrupted. The checkpoint of the last completed epoch is kept; run "
+                  "the same command again to resume.", file=sys.stderr)
+            sys.exit(EXIT_INTERRUPTED)
+
+    # TensorFlow's C++ start-up chatter hides the output users came for.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    app.run(guarded_main)
+
+
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(EXIT_ERROR)

@@ -1,0 +1,195 @@
+"""The configuration of one vae_tf run: every setting, its default and its help.
+
+`Config` is the single source of truth. The command-line flags are generated
+from its fields (defaults, help strings and allowed values included), the
+resolved values are written to `<model_dir>/flags.txt` and `config.json`, and
+library code receives a `Config`, never absl FLAGS. Fields marked
+``identity=True`` define the model and its data; a model directory holding a
+run whose identity differs from the requested one is refused.
+"""
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+from vae_tf.errors import ConfigError
+
+DATASETS = ("mnist", "fashion_mnist")
+ARCHS = ("mlp", "conv")
+SCALES = ("log_var", "log_std", "softplus")
+LIKELIHOODS = ("gaussian", "squared_error", "bernoulli")
+ACTIVATIONS = ("sigmoid", "relu", "leaky_relu", "tanh", "elu", "softplus")
+
+
+def _field(default, help, choices=None, identity=False):
+    """A dataclass field that carries its flag help and allowed values."""
+    metadata = {"help": help, "choices": choices, "identity": identity}
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+@dataclasses.dataclass
+class Config:
+    """All settings of a training run; see each field's help."""
+
+    # Data.
+    dataset: str = _field("fashion_mnist", "Data set to train on.", DATASETS, identity=True)
+    data_dir: str = _field(
+        "", "Folder holding the four IDX .gz files of --dataset (or a <dataset>/ sub-folder "
+        "with them). Empty: look in $VAE_TF_DATA_DIR/<dataset>/, then the Debian package's "
+        "folder, then ask tensorflow-datasets.")
+    model_dir: str = _field(
+        "", "Folder for checkpoints, TensorBoard logs, metrics.csv and flags.txt. Empty: "
+        "runs/<dataset>-<arch>-<likelihood>-z<z_dim>. Rerunning into the same folder resumes.")
+    overwrite: bool = _field(
+        False, "Start a new run even if --model_dir holds one (of any configuration); the old "
+        "run is moved aside to <model_dir>.replaced-<time>, not deleted.")
+
+    # Model.
+    arch: str = _field("conv", "Encoder and decoder architecture.", ARCHS, identity=True)
+    z_dim: int = _field(8, "Number of latent dimensions (2 gives latent-plane plots).",
+                        identity=True)
+    encoder_layers: list = _field([128], "Hidden units of the MLP encoder (--arch=mlp).",
+                                  identity=True)
+    decoder_layers: list = _field([128], "Hidden units of the MLP decoder (--arch=mlp).",
+                                  identity=True)
+    activation: str = _field("sigmoid", "Hidden activation of the MLP encoder, decoder and "
+                             "classifier (--arch=mlp).", ACTIVATIONS, identity=True)
+    conv_filters: list = _field([64, 64, 64], "Filters of the conv encoder's Conv2D layers "
+                                "and of the decoder's Conv2DTranspose layers (--arch=conv).",
+                                identity=True)
+    conv_kernel_size: int = _field(4, "Kernel size of every conv layer (--arch=conv).",
+                                   identity=True)
+    encoder_strides: list = _field([2, 2, 1], "Strides of the encoder's Conv2D layers; one "
+                                   "per --conv_filters entry (--arch=conv).", identity=True)
+    decoder_strides: list = _field([2, 1, 1], "Strides of the decoder's Conv2DTranspose "
+                                   "layers; one per --conv_filters entry (--arch=conv).",
+                                   identity=True)
+    decoder_dense_units: int = _field(24, "Width of the conv decoder's first Dense layer, "
+                                      "before Dense(49) and the 7x7x1 reshape (--arch=conv).",
+                                      identity=True)
+    leaky_relu_slope: float = _field(0.3, "Negative slope of the conv layers' leaky ReLU.")
+    dropout: float = _field(0.2, "Dropout rate after each conv layer during training "
+                            "(--arch=conv); 0 turns it off.")
+    scale: str = _field("softplus", "How the encoder parameterises the scale of q(z|x): "
+                        "log-variance, log-standard-deviation, or softplus standard deviation.",
+                        SCALES, identity=True)
+    likelihood: str = _field("bernoulli", "Decoder likelihood p(x|z): Gaussian with fixed "
+                             "--decoder_std, plain summed squared error, or Bernoulli "
+                             "(binary cross-entropy).", LIKELIHOODS, identity=True)
+    decoder_std: float = _field(0.5, "Fixed standard deviation of the Gaussian likelihood "
+                                "(--likelihood=gaussian only).", identity=True)
+    classifier_weight: float = _field(
+        0.0, "Weight of the auxiliary classifier's cross-entropy. Above 0 the model is "
+        "conditional: the classifier's softmax is concatenated to z before decoding, so a "
+        "chosen class can be generated.", identity=True)
+    classifier_layers: list = _field([128], "Hidden units of the auxiliary classifier "
+                                     "(--classifier_weight > 0).", identity=True)
+    beta: float = _field(1.0, "Weight of the KL term; 0 trains a plain autoencoder.")
+    kl_warmup_epochs: int = _field(0, "Ramp the KL weight linearly from beta/N to beta over "
+                                   "the first N epochs; 0 uses beta from the start.")
+
+    # Training.
+    epochs: int = _field(10, "Number of epochs to train for (in total, across resumes).")
+    steps_per_epoch: int = _field(0, "Training steps per epoch; 0 means one pass over the "
+                                  "training split.")
+    batch_size: int = _field(100, "Training batch size; at most the training split's size.")
+    eval_batch_size: int = _field(1000, "Batch size for the test split's evaluation.")
+    learning_rate: float = _field(1e-3, "Adam learning rate.")
+    seed: int = _field(0, "Seed of the weights, the data order, dropout and the latent "
+                       "noise; the same seed gives the same run.")
+    jit_compile: bool = _field(False, "Compile the training and test steps with XLA. Off by "
+                               "default: on a 2-core CPU it measured slower for both models.")
+    keep_checkpoints: int = _field(5, "How many of the newest per-epoch checkpoints to keep.")
+    progress_bar: bool = _field(True, "Show Keras' progress bar during training.")
+
+    @property
+    def conditional(self) -> bool:
+        """Whether the decoder also takes class probabilities."""
+        return self.classifier_weight > 0
+
+    def resolved_model_dir(self) -> str:
+        """The model directory, derived from the configuration when not given."""
+        if self.model_dir:
+            return self.model_dir
+        name = f"{self.dataset}-{self.arch}-{self.likelihood}-z{self.z_dim}"
+        if self.conditional:
+            name += "-conditional"
+        return os.path.join("runs", name)
+
+    def identity(self) -> dict:
+        """The settings that define the model and its data, as a dict."""
+        return {f.name: getattr(self, f.name)
+                for f in dataclasses.fields(self) if f.metadata["identity"]}
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Config":
+        """A Config from a dict, ignoring keys this version does not know."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+    def to_flag_lines(self) -> list:
+        """The configuration as absl flagfile lines (`--name=value`)."""
+        lines = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool):
+                lines.append(f"--{f.name}" if value else f"--no{f.name}")
+            elif isinstance(value, list):
+                lines.append(f"--{f.name}={','.join(str(v) for v in value)}")
+            else:
+                lines.append(f"--{f.name}={value}")
+        return lines
+
+    def validate(self) -> "Config":
+        """Raises ConfigError naming the flag for any value that cannot work."""
+        for f in dataclasses.fields(self):
+            choices = f.metadata["choices"]
+            value = getattr(self, f.name)
+            if choices and value not in choices:
+                raise ConfigError(f"--{f.name}={value} is not one of {', '.join(choices)}.")
+        _require(self.z_dim >= 1, "z_dim", self.z_dim, "must be at least 1")
+        _require(self.epochs >= 1, "epochs", self.epochs, "must be at least 1")
+        _require(self.steps_per_epoch >= 0, "steps_per_epoch", self.steps_per_epoch,
+                 "must be 0 (one pass over the data) or more")
+        _require(self.batch_size >= 1, "batch_size", self.batch_size, "must be at least 1")
+        _require(self.eval_batch_size >= 1, "eval_batch_size", self.eval_batch_size,
+                 "must be at least 1")
+        _require(self.learning_rate > 0, "learning_rate", self.learning_rate,
+                 "must be positive")
+        _require(self.beta >= 0, "beta", self.beta, "must be 0 or more")
+        _require(self.kl_warmup_epochs >= 0, "kl_warmup_epochs", self.kl_warmup_epochs,
+                 "must be 0 or more")
+        _require(self.decoder_std > 0, "decoder_std", self.decoder_std, "must be positive")
+        _require(self.classifier_weight >= 0, "classifier_weight", self.classifier_weight,
+                 "must be 0 (no classifier) or more")
+        _require(0 <= self.dropout < 1, "dropout", self.dropout, "must be in [0, 1)")
+        _require(self.leaky_relu_slope >= 0, "leaky_relu_slope", self.leaky_relu_slope,
+                 "must be 0 or more")
+        _require(self.keep_checkpoints >= 1, "keep_checkpoints", self.keep_checkpoints,
+                 "must be at least 1")
+        _require(self.conv_kernel_size >= 1, "conv_kernel_size", self.conv_kernel_size,
+                 "must be at least 1")
+        for name in ("encoder_layers", "decoder_layers", "classifier_layers", "conv_filters",
+                     "encoder_strides", "decoder_strides"):
+            values = getattr(self, name)
+            _require(bool(values) and all(v >= 1 for v in values), name,
+                     ",".join(map(str, values)), "needs one or more positive integers")
+        _require(self.decoder_dense_units >= 1, "decoder_dense_units",
+                 self.decoder_dense_units, "must be at least 1")
+        for name in ("encoder_strides", "decoder_strides"):
+            if len(getattr(self, name)) != len(self.conv_filters):
+                raise ConfigError(
+                    f"--{name} has {len(getattr(self, name))} entries but --conv_filters has "
+                    f"{len(self.conv_filters)}; give one stride per conv layer.")
+        return self
+
+
+def _require(condition: bool, flag: str, value: Any, requirement: str) -> None:
+    if not condition:
+        raise ConfigError(f"--{flag}={value} {requirement}.")

@@ -1,0 +1,254 @@
+"""MNIST and Fashion-MNIST: finding the IDX files, reading them safely, feeding tf.data.
+
+The loader prefers local files so that vae_tf works offline. It looks, in
+order, in `--data_dir`, in `$VAE_TF_DATA_DIR/<dataset>/`, and in the folder of
+the Debian package `dataset-fashion-mnist`; only then does it ask
+tensorflow-datasets, which downloads when there is a network and otherwise
+fails at once with a message listing every place that was searched.
+
+Images stay in memory as uint8 ([N, 28, 28]); the pipelines shuffle, batch and
+convert them to float32 in [0, 1] ([B, 28, 28, 1]) with their int32 labels.
+"""
+
+import dataclasses
+import gzip
+import os
+import socket
+import threading
+
+import numpy as np
+import tensorflow as tf
+
+from vae_tf.errors import DataError
+
+IMAGE_SHAPE = (28, 28, 1)
+NUM_CLASSES = 10
+IMAGES_MAGIC = 2051
+LABELS_MAGIC = 2049
+
+CLASS_NAMES = {
+    "mnist": tuple(str(digit) for digit in range(10)),
+    "fashion_mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                      "Shirt", "Sneaker", "Bag", "Ankle boot"),
+}
+FILE_NAMES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+# Folders that operating-system packages install the IDX files into.
+SYSTEM_DIRS = {"fashion_mnist": ("/usr/share/datasets/fashion-mnist",)}
+# Hosts that tensorflow-datasets downloads each data set from.
+DOWNLOAD_HOSTS = {"mnist": "storage.googleapis.com",
+                  "fashion_mnist": "fashion-mnist.s3-website.eu-central-1.amazonaws.com"}
+ENV_DATA_DIR = "VAE_TF_DATA_DIR"
+# Where tensorflow-datasets keeps prepared data sets; None means its own default.
+TFDS_DATA_DIR = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """One split of a data set held in memory."""
+
+    images: np.ndarray  # [N, 28, 28] uint8
+    labels: np.ndarray  # [N] int32 in [0, 10)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """The train and test splits of a data set, with where they came from."""
+
+    name: str
+    train: Split
+    test: Split
+    class_names: tuple
+    source: str
+
+
+def read_idx(path: str, expected_magic: int) -> np.ndarray:
+    """Reads one gzip-compressed IDX file, checking its header against its contents.
+
+    Returns [N, 28, 28] uint8 for image files and [N] uint8 for label files.
+    """
+    try:
+        with gzip.open(path, "rb") as stream:
+            raw = stream.read()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found; check --data_dir.") from None
+    except (OSError, EOFError, gzip.BadGzipFile) as error:
+        raise DataError(f"{path}: not a readable gzip file ({error}); replace it with a fresh "
+                        f"copy of the original .gz file.") from None
+    if len(raw) < 8:
+        raise DataError(f"{path}: only {len(raw)} bytes, too short for an IDX header; replace "
+                        f"it with a fresh copy.")
+    magic = int.from_bytes(raw[0:4], "big")
+    if magic != expected_magic:
+        kind = "images" if expected_magic == IMAGES_MAGIC else "labels"
+        raise DataError(f"{path}: magic number {magic}, expected {expected_magic} (IDX "
+                        f"{kind}); is this the right file?")
+    num_dims = 3 if magic == IMAGES_MAGIC else 1
+    header_size = 4 + 4 * num_dims
+    if len(raw) < header_size:
+        raise DataError(f"{path}: truncated IDX header; replace it with a fresh copy.")
+    dims = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(num_dims))
+    if num_dims == 3 and dims[1:] != IMAGE_SHAPE[:2]:
+        raise DataError(f"{path}: images are {dims[1]}x{dims[2]}, expected 28x28; vae_tf "
+                        f"reads MNIST-format data only.")
+    expected_bytes = int(np.prod(dims))
+    actual_bytes = len(raw) - header_size
+    if actual_bytes != expected_bytes:
+        raise DataError(f"{path}: header promises {expected_bytes} bytes of data but the file "
+                        f"holds {actual_bytes} (truncated or corrupt); replace it with a "
+                        f"fresh copy.")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header_size).reshape(dims)
+
+
+def read_split(folder: str, split: str) -> Split:
+    """Reads and cross-checks the image and label files of one split."""
+    images_name, labels_name = FILE_NAMES[split]
+    images_path = os.path.join(folder, images_name)
+    labels_path = os.path.join(folder, labels_name)
+    images = read_idx(images_path, IMAGES_MAGIC)
+    labels = read_idx(labels_path, LABELS_MAGIC)
+    if len(images) != len(labels):
+        raise DataError(f"{labels_path}: {len(labels)} labels for the {len(images)} images "
+                        f"of {images_path}; the two files must come from the same split.")
+    if len(labels) and labels.max() >= NUM_CLASSES:
+        raise DataError(f"{labels_path}: label value {labels.max()} is outside 0-9; replace "
+                        f"it with a fresh copy.")
+    return Split(images=images, labels=labels.astype(np.int32))
+
+
+def candidate_dirs(name: str, data_dir: str = "") -> list:
+    """The folders searched for the IDX files of data set `name`, in order."""
+    dirs = []
+    if data_dir:
+        dirs += [data_dir, os.path.join(data_dir, name)]
+    if os.environ.get(ENV_DATA_DIR):
+        dirs.append(os.path.join(os.environ[ENV_DATA_DIR], name))
+    dirs += list(SYSTEM_DIRS.get(name, ()))
+    return dirs
+
+
+def _all_file_names() -> list:
+    return [file_name for names in FILE_NAMES.values() for file_name in names]
+
+
+def find_local_dir(name: str, data_dir: str = ""):
+    """The first folder holding all four IDX files, or None.
+
+    A folder that holds some of the files but not all is an error, since the
+    user evidently meant it to be used.
+    """
+    for folder in candidate_dirs(name, data_dir):
+        present = [f for f in _all_file_names() if os.path.isfile(os.path.join(folder, f))]
+        if len(present) == len(_all_file_names()):
+            return folder
+        if present:
+            missing = sorted(set(_all_file_names()) - set(present))
+            raise DataError(f"{os.path.join(folder, missing[0])}: file not found (the folder "
+                            f"holds {len(present)} of the 4 IDX files of {name}); add it or "
+                            f"point --data_dir elsewhere.")
+    if data_dir:
+        raise DataError(f"--data_dir={data_dir} holds none of the IDX files of {name} "
+                        f"({', '.join(_all_file_names())}), nor does {data_dir}/{name}/.")
+    return None
+
+
+def _host_reachable(host: str, timeout: float = 5.0) -> bool:
+    """Whether a TCP connection to host:443 opens within `timeout` seconds.
+
+    Runs in a thread because name resolution ignores socket timeouts and can
+    stall for a long time on a machine without a network.
+    """
+    result = []
+
+    def connect():
+        try:
+            socket.create_connection((host, 443), timeout=timeout).close()
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(result and result[0])
+
+
+def _load_with_tfds(name: str, searched: list) -> Dataset:
+    """Loads through tensorflow-datasets, downloading only when the network is up."""
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder(name, data_dir=TFDS_DATA_DIR)
+    if not builder.is_prepared():
+        if not _host_reachable(DOWNLOAD_HOSTS[name]):
+            places = "; ".join(searched + [f"tensorflow-datasets cache {builder.data_dir}"])
+            hint = ("apt-get install dataset-fashion-mnist, " if name == "fashion_mnist"
+                    else "")
+            raise DataError(
+                f"{name} not found and no network to download it. Looked in: {places}. Fix: "
+                f"{hint}put the four IDX .gz files in a folder and pass --data_dir=FOLDER, or "
+                f"set {ENV_DATA_DIR} to a folder with a {name}/ sub-folder.")
+        builder.download_and_prepare()
+    splits = {}
+    for split in ("train", "test"):
+        arrays = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
+        splits[split] = Split(images=arrays["image"][..., 0].astype(np.uint8),
+                              labels=arrays["label"].astype(np.int32))
+    return Dataset(name, splits["train"], splits["test"], CLASS_NAMES[name],
+                   source=f"tensorflow-datasets ({builder.data_dir})")
+
+
+def load_dataset(name: str, data_dir: str = "") -> Dataset:
+    """Loads both splits of `name` from local IDX files, or else tensorflow-datasets."""
+    if name not in CLASS_NAMES:
+        raise DataError(f"--dataset={name} is not one of {', '.join(CLASS_NAMES)}.")
+    folder = find_local_dir(name, data_dir)
+    if folder is None:
+        return _load_with_tfds(name, candidate_dirs(name, data_dir))
+    return Dataset(name, read_split(folder, "train"), read_split(folder, "test"),
+                   CLASS_NAMES[name], source=folder)
+
+
+def _to_float(images, labels):
+    images = tf.cast(images[..., tf.newaxis], tf.float32) / 255.0  # [B, 28, 28, 1]
+    return images, labels
+
+
+def train_pipeline(split: Split, batch_size: int, seed: int, start_batch: int = 0):
+    """An endless stream of shuffled training batches.
+
+    Pass p over the data is shuffled with the stateless seed (seed, p), so the
+    batch at any position of the stream depends only on the seed and that
+    position: a run resumed at batch `start_batch` sees exactly the batches an
+    uninterrupted run would have seen.
+    """
+    num_examples = len(split)
+    batches_per_pass = -(-num_examples // batch_size)
+    images = tf.constant(split.images)
+    labels = tf.constant(split.labels)
+
+    def one_pass(pass_index):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(num_examples, dtype=tf.int64),
+            seed=tf.stack([tf.constant(seed, tf.int64), pass_index]))
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+
+    first_pass, skip = divmod(start_batch, batches_per_pass)
+    return (tf.data.Dataset.counter(first_pass)
+            .flat_map(one_pass)
+            .skip(skip)
+            .map(lambda idx: _to_float(tf.gather(images, idx), tf.gather(labels, idx)),
+                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .prefetch(tf.data.AUTOTUNE))
+
+
+def eval_pipeline(split: Split, batch_size: int):
+    """The split once, in order, in batches of float32 images and int32 labels."""
+    return (tf.data.Dataset.from_tensor_slices((split.images, split.labels))
+            .batch(batch_size)
+            .map(_to_float, num_parallel_calls=tf.data.AUTOTUNE)
+            .prefetch(tf.data.AUTOTUNE))

@@ -1,0 +1,71 @@
+"""The terms of the VAE objective, as pure functions with one value per example.
+
+A VAE maximises the evidence lower bound (Kingma and Welling, 2014, "Auto-Encoding
+Variational Bayes", arXiv:1312.6114; Rezende et al., 2014, arXiv:1401.4082):
+
+    ELBO(x) = E_q(z|x)[log p(x|z)] - KL(q(z|x) || N(0, I))
+
+vae_tf minimises  reconstruction + beta * KL (+ classifier_weight * cross-entropy for
+conditional models; beta from Higgins et al., 2017). Convention for every function
+here: sum over pixels and latent dimensions, one value per example, in nats. The
+caller takes the mean over the batch.
+"""
+
+import math
+
+import tensorflow as tf
+
+PIXEL_AXES = (1, 2, 3)  # images are [B, 28, 28, 1]
+
+
+def kl_divergence(z_mean, z_log_var):
+    """KL(N(z_mean, exp(z_log_var)) || N(0, I)) in closed form. [B, Z] -> [B]."""
+    # Per dimension: 0.5 * (mu^2 + sigma^2 - 1 - log sigma^2).
+    return 0.5 * tf.reduce_sum(
+        tf.square(z_mean) + tf.exp(z_log_var) - 1.0 - z_log_var, axis=-1)
+
+
+def gaussian_nll(images, means, std):
+    """-log N(images; means, std^2 I), normalising constant included. -> [B]."""
+    # Per pixel: (x - mu)^2 / (2 sigma^2) + log(sigma * sqrt(2 pi)).
+    squared = tf.reduce_sum(tf.square(images - means), axis=PIXEL_AXES)
+    num_pixels = tf.cast(tf.reduce_prod(tf.shape(images)[1:]), images.dtype)
+    return squared / (2.0 * std ** 2) + num_pixels * math.log(std * math.sqrt(2.0 * math.pi))
+
+
+def squared_error(images, means):
+    """Summed squared error, the conv tutorial's reconstruction loss. -> [B]."""
+    return tf.reduce_sum(tf.square(images - means), axis=PIXEL_AXES)
+
+
+def bernoulli_nll(images, logits):
+    """-log Bernoulli(images; sigmoid(logits)), the binary cross-entropy. -> [B].
+
+    Works on logits for numerical stability and accepts grey values in [0, 1].
+    """
+    return tf.reduce_sum(
+        tf.nn.sigmoid_cross_entropy_with_logits(labels=images, logits=logits), axis=PIXEL_AXES)
+
+
+def reconstruction_loss(likelihood, images, logits, decoder_std=1.0):
+    """-log p(images | z) for a decoder that outputs `logits` ([B, 28, 28, 1])."""
+    if likelihood == "bernoulli":
+        return bernoulli_nll(images, logits)
+    means = tf.sigmoid(logits)
+    if likelihood == "gaussian":
+        return gaussian_nll(images, means, decoder_std)
+    if likelihood == "squared_error":
+        return squared_error(images, means)
+    raise ValueError(f"unknown likelihood {likelihood!r}")
+
+
+def classifier_cross_entropy(labels, class_logits):
+    """Cross-entropy of the auxiliary classifier. [B], [B, C] -> [B]."""
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=class_logits)
+
+
+def kl_weight(epoch, beta, warmup_epochs):
+    """The KL weight for 0-based `epoch`: ramps linearly to beta over warmup_epochs."""
+    if warmup_epochs <= 0:
+        return float(beta)
+    return float(beta) * min(1.0, (epoch + 1) / warmup_epochs)

@@ -1,0 +1,126 @@
+"""The model directory of a run: who owns it, and its small text artefacts.
+
+A model directory belongs to one configuration, recorded in `config.json`.
+Running the same configuration again resumes it; a different one is refused,
+or with `--overwrite` moved aside to `<model_dir>.replaced-<time>` so that no
+earlier run is lost. `flags.txt` holds the resolved flags, so that
+`--flagfile=<model_dir>/flags.txt` reruns the run.
+"""
+
+import csv
+import dataclasses
+import json
+import os
+import time
+
+from vae_tf.config import Config
+from vae_tf.errors import RunDirError
+
+CONFIG_FILE = "config.json"
+FLAGS_FILE = "flags.txt"
+METRICS_FILE = "metrics.csv"
+CHECKPOINT_DIR = "checkpoints"
+TENSORBOARD_DIR = "tensorboard"
+
+
+def _describe(identity: dict, keys) -> str:
+    return ", ".join(f"{key}={identity.get(key)}" for key in keys)
+
+
+def prepare(config: Config) -> str:
+    """Checks that the model directory can hold this run and creates it.
+
+    Returns the model directory. Raises RunDirError for a directory that holds
+    another configuration's run (unless `config.overwrite`), or that is a file.
+    """
+    model_dir = config.resolved_model_dir()
+    if os.path.exists(model_dir) and not os.path.isdir(model_dir):
+        raise RunDirError(f"--model_dir={model_dir} is a file, not a folder; choose another "
+                          f"--model_dir.")
+    config_path = os.path.join(model_dir, CONFIG_FILE)
+    if os.path.isdir(model_dir) and os.listdir(model_dir):
+        problem = None
+        if not os.path.isfile(config_path):
+            problem = "holds files but no vae_tf run (no config.json)"
+        else:
+            with open(config_path) as stream:
+                stored = Config.from_dict(json.load(stream)).identity()
+            wanted = config.identity()
+            differing = [key for key in wanted if stored.get(key) != wanted[key]]
+            if differing:
+                problem = (f"holds a run with {_describe(stored, differing)} (this run asks for "
+                           f"{_describe(wanted, differing)})")
+        if problem and not config.overwrite:
+            raise RunDirError(f"--model_dir={model_dir} {problem}; choose another --model_dir, "
+                              f"or pass --overwrite to move the old run aside.")
+        if config.overwrite:
+            moved = f"{model_dir.rstrip(os.sep)}.replaced-{time.strftime('%Y%m%d-%H%M%S')}"
+            os.rename(model_dir, moved)
+            print(f"Moved the previous run in {model_dir} to {moved}.")
+    try:
+        os.makedirs(model_dir, exist_ok=True)
+    except OSError as error:
+        raise RunDirError(f"--model_dir={model_dir} cannot be created ({error.strerror}); "
+                          f"choose a writable --model_dir.") from None
+    if not os.access(model_dir, os.W_OK):
+        raise RunDirError(f"--model_dir={model_dir} is not writable; choose a writable "
+                          f"--model_dir.")
+    return model_dir
+
+
+def _write_atomically(path: str, text: str) -> None:
+    temporary = f"{path}.tmp"
+    with open(temporary, "w") as stream:
+        stream.write(text)
+    os.replace(temporary, path)
+
+
+def write_config(config: Config, model_dir: str) -> None:
+    """Writes config.json and flags.txt for this invocation.
+
+    The stored flags name the resolved model directory and never --overwrite,
+    so rerunning them resumes this run rather than moving it aside.
+    """
+    stored = dataclasses.replace(config, model_dir=model_dir, overwrite=False)
+    _write_atomically(os.path.join(model_dir, CONFIG_FILE), stored.to_json() + "\n")
+    lines = [f"# Resolved flags of this run; rerun it with --flagfile={model_dir}/{FLAGS_FILE}"]
+    _write_atomically(os.path.join(model_dir, FLAGS_FILE),
+                      "\n".join(lines + stored.to_flag_lines()) + "\n")
+
+
+def load_config(model_dir: str) -> Config:
+    """The configuration stored in a model directory."""
+    path = os.path.join(model_dir, CONFIG_FILE)
+    if not os.path.isfile(path):
+        raise RunDirError(f"--model_dir={model_dir} holds no vae_tf run (no {CONFIG_FILE}); "
+                          f"train one there first with python -m vae_tf.train.")
+    with open(path) as stream:
+        return Config.from_dict(json.load(stream))
+
+
+def read_metrics(model_dir: str) -> list:
+    """The rows of metrics.csv as dicts of floats (epoch as int)."""
+    path = os.path.join(model_dir, METRICS_FILE)
+    if not os.path.isfile(path):
+        return []
+    with open(path, newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    return [{key: (int(value) if key == "epoch" else float(value))
+             for key, value in row.items() if value not in (None, "")} for row in rows]
+
+
+def trim_metrics(model_dir: str, first_epoch: int) -> None:
+    """Drops metrics.csv rows of epochs >= first_epoch, which a resumed run redoes."""
+    path = os.path.join(model_dir, METRICS_FILE)
+    if not os.path.isfile(path):
+        return
+    with open(path, newline="") as stream:
+        rows = list(csv.reader(stream))
+    if not rows:
+        return
+    kept = [rows[0]] + [row for row in rows[1:] if row and int(row[0]) < first_epoch]
+    if len(kept) != len(rows):
+        temporary = f"{path}.tmp"
+        with open(temporary, "w", newline="") as stream:
+            csv.writer(stream).writerows(kept)
+        os.replace(temporary, path)

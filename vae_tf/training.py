@@ -1,0 +1,127 @@
+"""Training and per-epoch evaluation of a VAE, with checkpoints and resumption.
+
+`train_and_evaluate(config)` is what `python -m vae_tf.train` runs and what
+tests call directly. Each epoch it evaluates the test split, writes TensorBoard
+scalars and a row of metrics.csv, and saves a checkpoint (model, optimizer,
+epoch and the state of every random generator). Calling it again with the
+same configuration resumes after the last completed epoch, with the data
+order an uninterrupted run would have had.
+"""
+
+import dataclasses
+import math
+import os
+
+import keras
+import tensorflow as tf
+
+from vae_tf import callbacks, data, run_dir
+from vae_tf.config import Config
+from vae_tf.errors import ConfigError, RunDirError
+from vae_tf.models import VAE, build_vae
+
+
+@dataclasses.dataclass
+class TrainResult:
+    model_dir: str
+    model: VAE
+    initial_epoch: int  # epochs already completed when this call started
+    epochs: int  # epochs completed when it returned
+    metrics: list  # rows of metrics.csv, one per completed epoch
+
+
+@dataclasses.dataclass
+class RunState:
+    """A built model with its optimizer and checkpoint, restored if one exists."""
+
+    model: VAE
+    checkpoint: tf.train.Checkpoint
+    manager: tf.train.CheckpointManager
+    epoch: tf.Variable  # completed epochs
+
+    @property
+    def completed_epochs(self) -> int:
+        return int(self.epoch.numpy())
+
+
+def _random_states(model: keras.Model) -> list:
+    """The state variables of the model's seed generators (latent noise, dropout).
+
+    They are not weights, so checkpointing the model alone would not save them.
+    """
+    weight_ids = {id(variable) for variable in model.weights}
+    return [variable for variable in model.variables if id(variable) not in weight_ids]
+
+
+def restore_run(config: Config, model_dir: str, num_classes: int = data.NUM_CLASSES) -> RunState:
+    """Builds the model and optimizer, then restores the newest checkpoint if any.
+
+    Restoring into unbuilt objects silently does nothing, so the model is
+    called on a batch and the optimizer built before the restore, which is then
+    checked to have matched every object.
+    """
+    model = build_vae(config, num_classes)
+    optimizer = keras.optimizers.Adam(config.learning_rate)
+    model.compile(optimizer=optimizer, jit_compile=config.jit_compile)
+    optimizer.build(model.trainable_variables)
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch,
+                                     random_states=_random_states(model))
+    manager = tf.train.CheckpointManager(
+        checkpoint, os.path.join(model_dir, run_dir.CHECKPOINT_DIR),
+        max_to_keep=config.keep_checkpoints)
+    if manager.latest_checkpoint:
+        try:
+            checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        except (AssertionError, ValueError, tf.errors.OpError) as error:
+            first_line = str(error).strip().splitlines()[0]
+            raise RunDirError(f"{manager.latest_checkpoint}: does not match this configuration "
+                              f"({first_line}); use another --model_dir, or --overwrite to "
+                              f"move the old run aside.") from None
+    return RunState(model, checkpoint, manager, epoch)
+
+
+def train_and_evaluate(config: Config) -> TrainResult:
+    """Trains `config.epochs` epochs in total, resuming a run in the model directory."""
+    config.validate()
+    model_dir = run_dir.prepare(config)
+    dataset = data.load_dataset(config.dataset, config.data_dir)
+    if config.batch_size > len(dataset.train):
+        raise ConfigError(f"--batch_size={config.batch_size} is larger than the "
+                          f"{len(dataset.train):,} images of the {config.dataset} training "
+                          f"split; use a smaller --batch_size.")
+
+    keras.utils.set_random_seed(config.seed)
+    state = restore_run(config, model_dir)
+    initial_epoch = state.completed_epochs
+    run_dir.write_config(config, model_dir)
+    run_dir.trim_metrics(model_dir, initial_epoch)
+
+    print(f"vae_tf: {config.arch} VAE on {config.dataset} ({len(dataset.train):,} training and "
+          f"{len(dataset.test):,} test images from {dataset.source}) in {model_dir}"
+          + (f", resuming after epoch {initial_epoch}" if initial_epoch else ""))
+    if initial_epoch >= config.epochs:
+        print(f"vae_tf: already trained for {initial_epoch} epochs (--epochs={config.epochs}); "
+              f"raise --epochs to train further.")
+    else:
+        steps_per_epoch = config.steps_per_epoch or math.ceil(
+            len(dataset.train) / config.batch_size)
+        train_batches = data.train_pipeline(dataset.train, config.batch_size, config.seed,
+                                            start_batch=initial_epoch * steps_per_epoch)
+        test_batches = data.eval_pipeline(dataset.test, config.eval_batch_size)
+        # Order matters: the epoch is recorded everywhere before its checkpoint is saved.
+        epoch_callbacks = [
+            callbacks.KLWarmup(config.beta, config.kl_warmup_epochs),
+            callbacks.EpochTimer(),
+            callbacks.StopOnNonFinite(),
+            callbacks.TensorBoardScalars(os.path.join(model_dir, run_dir.TENSORBOARD_DIR)),
+            keras.callbacks.CSVLogger(os.path.join(model_dir, run_dir.METRICS_FILE),
+                                      append=True),
+            callbacks.EpochCheckpoint(state.manager, state.epoch),
+        ]
+        state.model.fit(train_batches, epochs=config.epochs, initial_epoch=initial_epoch,
+                        steps_per_epoch=steps_per_epoch, validation_data=test_batches,
+                        callbacks=epoch_callbacks, shuffle=False,
+                        verbose=1 if config.progress_bar else 0)
+    return TrainResult(model_dir, state.model, initial_epoch, state.completed_epochs,
+                       run_dir.read_metrics(model_dir))
