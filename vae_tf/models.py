@@ -216,7 +216,7 @@ class VAE(keras.Model):
         return {tracker.name: tracker.result() for tracker in self.trackers}
 
     def train_step(self, data):
-        images, labels = data
+        images, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
             outputs = self(images, training=True)
             terms = self.example_losses(images, labels, outputs)
@@ -226,7 +226,7 @@ class VAE(keras.Model):
         return self._update_metrics(terms, labels, outputs)
 
     def test_step(self, data):
-        images, labels = data
+        images, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
         outputs = self(images, training=False)
         terms = self.example_losses(images, labels, outputs)
         return self._update_metrics(terms, labels, outputs)

@@ -24,7 +24,10 @@ TENSORBOARD_DIR = "tensorboard"
 
 
 def _describe(identity: dict, keys) -> str:
-    return ", ".join(f"{key}={identity.get(key)}" for key in keys)
+    """Settings as flags would spell them: `arch=mlp, encoder_layers=64,32`."""
+    def spell(value):
+        return ",".join(map(str, value)) if isinstance(value, list) else value
+    return ", ".join(f"{key}={spell(identity.get(key))}" for key in keys)
 
 
 def prepare(config: Config) -> str:

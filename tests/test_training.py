@@ -1,0 +1,156 @@
+"""Whole runs on tiny data: artefacts, resumption, refusal, and TensorBoard contents."""
+
+import glob
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import FLAGFILES, parse_config, real_data_dir
+from vae_tf import run_dir, training
+from vae_tf.errors import ConfigError, RunDirError
+
+FAST = ["--arch=mlp", "--encoder_layers=32", "--decoder_layers=32", "--z_dim=2",
+        "--batch_size=32"]
+
+
+def _weights(model):
+    return [w.numpy() for w in model.trainable_weights]
+
+
+def _event_scalars(folder):
+    """{tag: [(step, value), ...]} of every scalar in a TensorBoard event folder."""
+    scalars = {}
+    for path in glob.glob(os.path.join(folder, "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                number = float(tf.make_ndarray(value.tensor))
+                scalars.setdefault(value.tag, []).append((event.step, number))
+    return scalars
+
+
+@pytest.mark.parametrize("flagfile", FLAGFILES, ids=lambda path: path.rsplit("/", 1)[-1])
+def test_one_epoch_of_each_preset_writes_every_artefact(flagfile, tiny_args):
+    config = parse_config(f"--flagfile={flagfile}", *tiny_args, "--epochs=1",
+                          "--steps_per_epoch=2", "--batch_size=16")
+    result = training.train_and_evaluate(config)
+    model_dir = result.model_dir
+    assert result.epochs == 1
+    assert os.path.isfile(os.path.join(model_dir, "checkpoints", "ckpt-1.index"))
+    assert glob.glob(os.path.join(model_dir, "tensorboard", "train", "events.out.tfevents.*"))
+    assert glob.glob(os.path.join(model_dir, "tensorboard", "test", "events.out.tfevents.*"))
+    rows = run_dir.read_metrics(model_dir)
+    assert [row["epoch"] for row in rows] == [0]
+    expected = {"loss", "reconstruction_loss", "kl_loss", "val_loss", "val_kl_loss"}
+    if config.conditional:
+        expected |= {"classifier_loss", "classifier_accuracy", "val_classifier_accuracy"}
+    assert expected <= set(rows[0]) and all(np.isfinite(v) for v in rows[0].values())
+    flags_text = open(os.path.join(model_dir, "flags.txt")).read()
+    assert f"--model_dir={model_dir}" in flags_text and "--nooverwrite" in flags_text
+    assert parse_config(f"--flagfile={model_dir}/flags.txt") == config
+    with open(os.path.join(model_dir, "config.json")) as stream:
+        assert json.load(stream)["arch"] == config.arch
+
+
+def test_tensorboard_holds_train_and_test_scalars_per_epoch(tiny_args):
+    result = training.train_and_evaluate(parse_config(*FAST, *tiny_args, "--epochs=2"))
+    train = _event_scalars(os.path.join(result.model_dir, "tensorboard", "train"))
+    test = _event_scalars(os.path.join(result.model_dir, "tensorboard", "test"))
+    for tag in ("loss", "reconstruction_loss", "kl_loss"):
+        assert [step for step, _ in train[tag]] == [0, 1]
+        assert [step for step, _ in test[tag]] == [0, 1]
+    rows = run_dir.read_metrics(result.model_dir)
+    assert test["loss"][1][1] == pytest.approx(rows[1]["val_loss"], rel=1e-6)
+    assert "val_loss" not in train
+
+
+def test_rerun_resumes_at_the_next_epoch_with_identical_weights(tiny_args):
+    straight = training.train_and_evaluate(
+        parse_config(*FAST, *tiny_args[:1], "--model_dir=" + tiny_args[1].split("=")[1] + "_a",
+                     *tiny_args[2:], "--epochs=3"))
+    first = training.train_and_evaluate(parse_config(*FAST, *tiny_args, "--epochs=1"))
+    resumed = training.train_and_evaluate(parse_config(*FAST, *tiny_args, "--epochs=3"))
+    assert (first.epochs, resumed.initial_epoch, resumed.epochs) == (1, 1, 3)
+    assert [row["epoch"] for row in resumed.metrics] == [0, 1, 2]
+    for a, b in zip(_weights(straight.model), _weights(resumed.model)):
+        np.testing.assert_array_equal(a, b)
+    for key in ("loss", "val_loss"):
+        assert resumed.metrics[2][key] == pytest.approx(straight.metrics[2][key], rel=1e-6)
+
+
+def test_finished_run_is_not_trained_again(tiny_args):
+    training.train_and_evaluate(parse_config(*FAST, *tiny_args, "--epochs=1"))
+    again = training.train_and_evaluate(parse_config(*FAST, *tiny_args, "--epochs=1"))
+    assert (again.initial_epoch, again.epochs, len(again.metrics)) == (1, 1, 1)
+
+
+def test_interrupted_epoch_rows_are_dropped_on_resume(tiny_args):
+    first = training.train_and_evaluate(parse_config(*FAST, *tiny_args, "--epochs=1"))
+    metrics_path = os.path.join(first.model_dir, "metrics.csv")
+    with open(metrics_path) as stream:
+        lines = stream.read().splitlines()
+    # A row written for epoch 1 whose checkpoint was never saved, as after a kill.
+    with open(metrics_path, "a") as stream:
+        stream.write(lines[1].replace("0,", "1,", 1) + "\n")
+    resumed = training.train_and_evaluate(parse_config(*FAST, *tiny_args, "--epochs=2"))
+    assert [row["epoch"] for row in resumed.metrics] == [0, 1]
+
+
+def test_model_dir_of_another_configuration_is_refused_and_left_alone(tiny_args):
+    first = training.train_and_evaluate(parse_config(*FAST, *tiny_args, "--epochs=1"))
+    before = {path: os.path.getmtime(path)
+              for path in glob.glob(os.path.join(first.model_dir, "**"), recursive=True)}
+    with pytest.raises(RunDirError, match=r"holds a run with arch=mlp, z_dim=2, encoder_layers=32, "
+                       r"decoder_layers=32 \(this run asks for arch=conv, z_dim=3, "
+                       r"encoder_layers=128, decoder_layers=128\); .*--overwrite") as error:
+        training.train_and_evaluate(parse_config(*tiny_args, "--arch=conv", "--z_dim=3"))
+    assert "\n" not in str(error.value)
+    after = {path: os.path.getmtime(path)
+             for path in glob.glob(os.path.join(first.model_dir, "**"), recursive=True)}
+    assert before == after
+
+
+def test_overwrite_moves_the_old_run_aside(tiny_args):
+    first = training.train_and_evaluate(parse_config(*FAST, *tiny_args, "--epochs=1"))
+    training.train_and_evaluate(parse_config(*FAST, *tiny_args, "--epochs=1", "--z_dim=3",
+                                             "--steps_per_epoch=1", "--overwrite"))
+    moved = glob.glob(first.model_dir + ".replaced-*")
+    assert len(moved) == 1
+    assert os.path.isfile(os.path.join(moved[0], "checkpoints", "ckpt-1.index"))
+    with open(os.path.join(first.model_dir, "config.json")) as stream:
+        assert json.load(stream)["z_dim"] == 3
+
+
+def test_model_dir_that_is_a_file_is_refused(tiny_args, tmp_path):
+    path = tmp_path / "a_file"
+    path.write_text("not a folder")
+    with pytest.raises(RunDirError, match="is a file, not a folder"):
+        training.train_and_evaluate(parse_config(*FAST, *tiny_args, f"--model_dir={path}"))
+    assert path.read_text() == "not a folder"
+
+
+def test_batch_larger_than_the_split_is_refused(tiny_args):
+    with pytest.raises(ConfigError, match="--batch_size=1000 is larger than the 240 images"):
+        training.train_and_evaluate(parse_config(*FAST, *tiny_args, "--batch_size=1000"))
+
+
+def test_kl_warmup_weights_are_recorded(tiny_args):
+    result = training.train_and_evaluate(
+        parse_config(*FAST, *tiny_args, "--epochs=3", "--kl_warmup_epochs=2", "--beta=0.5",
+                     "--steps_per_epoch=1"))
+    assert [row["kl_weight"] for row in result.metrics] == [0.25, 0.5, 0.5]
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_real_fashion_mnist_test_loss_falls(tmp_path):
+    folder = real_data_dir("fashion_mnist")
+    config = parse_config(f"--flagfile={FLAGFILES[0].rsplit('/', 1)[0]}/conv_bernoulli.flags",
+                          f"--data_dir={folder}", f"--model_dir={tmp_path / 'run'}",
+                          "--epochs=2", "--steps_per_epoch=150", "--noprogress_bar")
+    result = training.train_and_evaluate(config)
+    first, second = (row["val_loss"] for row in result.metrics)
+    # A untrained model scores about 545 nats per image; two short epochs must beat it well.
+    assert second < first < 400, (first, second)
