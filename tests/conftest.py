@@ -72,8 +72,9 @@ def real_data_dir(name):
     """The folder of a real data set, failing in CI and skipping elsewhere if absent."""
     folder = data.find_local_dir(name)
     if folder is None:
-        message = (f"real {name} IDX files not found (install dataset-fashion-mnist, or set "
-                   f"{data.ENV_DATA_DIR} to a folder with a {name}/ sub-folder)")
+        hint = "apt-get install dataset-fashion-mnist, or " if name == "fashion_mnist" else ""
+        message = (f"real {name} IDX files not found ({hint}set {data.ENV_DATA_DIR} to a "
+                   f"folder with a {name}/ sub-folder)")
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)

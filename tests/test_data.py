@@ -96,9 +96,13 @@ def test_missing_file_is_named(folder):
         data.find_local_dir("mnist", folder)
 
 
-def test_data_dir_without_any_file_is_an_error(tmp_path):
-    with pytest.raises(DataError, match="--data_dir=.* holds none of the IDX files"):
-        data.find_local_dir("mnist", str(tmp_path))
+def test_data_dir_without_any_file_is_an_error_even_when_other_places_have_data(
+        tmp_path, monkeypatch):
+    write_dataset(tmp_path / "env" / "mnist", 10, 10)
+    monkeypatch.setenv(data.ENV_DATA_DIR, str(tmp_path / "env"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="--data_dir=.*empty holds none of the IDX files"):
+        data.find_local_dir("mnist", str(tmp_path / "empty"))
 
 
 def test_search_order_is_data_dir_then_environment_then_system(tmp_path, monkeypatch):

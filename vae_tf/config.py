@@ -38,8 +38,9 @@ class Config:
     dataset: str = _field("fashion_mnist", "Data set to train on.", DATASETS, identity=True)
     data_dir: str = _field(
         "", "Folder holding the four IDX .gz files of --dataset (or a <dataset>/ sub-folder "
-        "with them). Empty: look in $VAE_TF_DATA_DIR/<dataset>/, then the Debian package's "
-        "folder, then ask tensorflow-datasets.")
+        "with them); when given, no other place is searched. Empty: look in "
+        "$VAE_TF_DATA_DIR/<dataset>/, then the Debian package's folder, then ask "
+        "tensorflow-datasets.")
     model_dir: str = _field(
         "", "Folder for checkpoints, TensorBoard logs, metrics.csv and flags.txt. Empty: "
         "runs/<dataset>-<arch>-<likelihood>-z<z_dim>. Rerunning into the same folder resumes.")

@@ -1,8 +1,9 @@
 """MNIST and Fashion-MNIST: finding the IDX files, reading them safely, feeding tf.data.
 
-The loader prefers local files so that vae_tf works offline. It looks, in
-order, in `--data_dir`, in `$VAE_TF_DATA_DIR/<dataset>/`, and in the folder of
-the Debian package `dataset-fashion-mnist`; only then does it ask
+The loader prefers local files so that vae_tf works offline. It looks in
+`--data_dir` when one is given (and only there), otherwise in
+`$VAE_TF_DATA_DIR/<dataset>/` and then in the folder of the Debian package
+`dataset-fashion-mnist`; only when none holds the files does it ask
 tensorflow-datasets, which downloads when there is a network and otherwise
 fails at once with a message listing every place that was searched.
 
@@ -122,14 +123,17 @@ def read_split(folder: str, split: str) -> Split:
 
 
 def candidate_dirs(name: str, data_dir: str = "") -> list:
-    """The folders searched for the IDX files of data set `name`, in order."""
-    dirs = []
+    """The folders searched for the IDX files of data set `name`, in order.
+
+    An explicit `data_dir` is the only place searched (it or its `<name>/`
+    sub-folder): a user who names a folder never silently gets other data.
+    """
     if data_dir:
-        dirs += [data_dir, os.path.join(data_dir, name)]
+        return [data_dir, os.path.join(data_dir, name)]
+    dirs = []
     if os.environ.get(ENV_DATA_DIR):
         dirs.append(os.path.join(os.environ[ENV_DATA_DIR], name))
-    dirs += list(SYSTEM_DIRS.get(name, ()))
-    return dirs
+    return dirs + list(SYSTEM_DIRS.get(name, ()))
 
 
 def _all_file_names() -> list:
@@ -140,7 +144,7 @@ def find_local_dir(name: str, data_dir: str = ""):
     """The first folder holding all four IDX files, or None.
 
     A folder that holds some of the files but not all is an error, since the
-    user evidently meant it to be used.
+    user evidently meant it to be used; so is an explicit `data_dir` without them.
     """
     for folder in candidate_dirs(name, data_dir):
         present = [f for f in _all_file_names() if os.path.isfile(os.path.join(folder, f))]
@@ -153,7 +157,8 @@ def find_local_dir(name: str, data_dir: str = ""):
                             f"point --data_dir elsewhere.")
     if data_dir:
         raise DataError(f"--data_dir={data_dir} holds none of the IDX files of {name} "
-                        f"({', '.join(_all_file_names())}), nor does {data_dir}/{name}/.")
+                        f"({', '.join(_all_file_names())}), nor does "
+                        f"{os.path.join(data_dir, name)}/.")
     return None
 
 
