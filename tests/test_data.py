@@ -201,3 +201,13 @@ def test_real_mnist_counts_come_from_the_headers(tmp_path):
     assert len(dataset.train) in (5000, 60000) and len(dataset.test) == 10000
     copy = shutil.copytree(folder, tmp_path / "mnist")
     assert data.load_dataset("mnist", str(copy)).source == str(copy)
+
+
+def test_offline_message_says_when_the_environment_variable_is_unset(tmp_path, monkeypatch):
+    monkeypatch.delenv(data.ENV_DATA_DIR, raising=False)
+    monkeypatch.setitem(data.SYSTEM_DIRS, "mnist", ())
+    monkeypatch.setattr(data, "TFDS_DATA_DIR", str(tmp_path / "tfds"))
+    monkeypatch.setitem(data.DOWNLOAD_HOSTS, "mnist", "vae-tf-test.invalid")
+    with pytest.raises(DataError, match=r"Looked in: \$VAE_TF_DATA_DIR \(not set\); "
+                                        r"tensorflow-datasets cache"):
+        data.load_dataset("mnist")

@@ -57,6 +57,7 @@ def test_corrupt_data_file_fails_with_one_line_naming_it(tiny_data_dir, tmp_path
     [line] = _error_lines(result)
     assert line.startswith(f"error: {folder}/t10k-images-idx3-ubyte.gz: not a readable gzip")
     assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
 
 
 def test_missing_data_dir_is_an_error_not_a_fallback(tmp_path):

@@ -213,7 +213,10 @@ def load_dataset(name: str, data_dir: str = "") -> Dataset:
         raise DataError(f"--dataset={name} is not one of {', '.join(CLASS_NAMES)}.")
     folder = find_local_dir(name, data_dir)
     if folder is None:
-        return _load_with_tfds(name, candidate_dirs(name, data_dir))
+        searched = candidate_dirs(name, data_dir)
+        if not os.environ.get(ENV_DATA_DIR):
+            searched.insert(0, f"${ENV_DATA_DIR} (not set)")
+        return _load_with_tfds(name, searched)
     return Dataset(name, read_split(folder, "train"), read_split(folder, "test"),
                    CLASS_NAMES[name], source=folder)
 

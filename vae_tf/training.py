@@ -84,12 +84,12 @@ def restore_run(config: Config, model_dir: str, num_classes: int = data.NUM_CLAS
 def train_and_evaluate(config: Config) -> TrainResult:
     """Trains `config.epochs` epochs in total, resuming a run in the model directory."""
     config.validate()
-    model_dir = run_dir.prepare(config)
     dataset = data.load_dataset(config.dataset, config.data_dir)
     if config.batch_size > len(dataset.train):
         raise ConfigError(f"--batch_size={config.batch_size} is larger than the "
                           f"{len(dataset.train):,} images of the {config.dataset} training "
                           f"split; use a smaller --batch_size.")
+    model_dir = run_dir.prepare(config)  # only now, so bad data leaves no folder behind
 
     keras.utils.set_random_seed(config.seed)
     state = restore_run(config, model_dir)
