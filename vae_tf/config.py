@@ -103,7 +103,8 @@ class Config:
                        "noise; the same seed gives the same run.")
     jit_compile: bool = _field(False, "Compile the training and test steps with XLA. Off by "
                                "default: on a 2-core CPU it measured slower for both models.")
-    keep_checkpoints: int = _field(5, "How many of the newest per-epoch checkpoints to keep.")
+    keep_checkpoints: int = _field(3, "How many of the newest per-epoch checkpoints to keep "
+                                   "(a conv model's checkpoint is about 120 MB).")
     progress_bar: bool = _field(True, "Show Keras' progress bar during training.")
 
     @property
