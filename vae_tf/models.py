@@ -193,6 +193,14 @@ class VAE(keras.Model):
             z = tf.concat([z, tf.one_hot(labels, self.num_classes, dtype=z.dtype)], axis=-1)
         return tf.sigmoid(self.decoder(z, training=False))
 
+    def reconstruct(self, images):
+        """Deterministic reconstructions: the decoded latent mean. [B, 28, 28, 1] in [0, 1]."""
+        z_mean, _ = self.encoder(images, training=False)
+        if self.classifier is not None:
+            probabilities = tf.nn.softmax(self.classifier(images, training=False))
+            z_mean = tf.concat([z_mean, probabilities], axis=-1)
+        return tf.sigmoid(self.decoder(z_mean, training=False))
+
     def example_losses(self, images, labels, outputs: VAEOutputs) -> dict:
         """Each term of the objective, one value per example ([B] each)."""
         terms = {
