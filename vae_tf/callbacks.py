@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vae_tf import losses
+from vae_tf import figures, inspection, losses, run_dir
 from vae_tf.errors import TrainingError
 
 
@@ -112,3 +112,46 @@ class EpochTimer(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["epoch_seconds"] = time.perf_counter() - self.start
+
+
+class FigureWriter(keras.callbacks.Callback):
+    """Writes the run's figures every `every` epochs, and GIFs and the projector at the end.
+
+    It also records the op graph of one training step in TensorBoard, through
+    `tf.summary.trace_on` and `trace_export` around the first step.
+    """
+
+    def __init__(self, fixed, model_dir: str, log_dir: str, every: int, last_epoch: int):
+        super().__init__()
+        self.fixed = fixed
+        self.model_dir = model_dir
+        self.log_dir = log_dir
+        self.every = every
+        self.last_epoch = last_epoch
+        self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "figures"))
+        self.tracing = False
+        self.graph_written = False
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if not self.graph_written and not self.tracing:
+            tf.summary.trace_on(graph=True, profiler=False)
+            self.tracing = True
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.tracing:
+            with self.writer.as_default():
+                tf.summary.trace_export(name="train_step", step=0)
+            self.tracing = False
+            self.graph_written = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        completed = epoch + 1
+        if completed % self.every == 0 or completed == self.last_epoch:
+            figures.write_epoch(self.model, self.fixed, completed, self.model_dir,
+                                run_dir.read_metrics(self.model_dir), self.writer)
+
+    def on_train_end(self, logs=None):
+        figures.write_animations(self.model_dir, self.fixed)
+        z_mean, _ = inspection.encode(self.model, self.fixed.test_images)
+        figures.write_projector(self.log_dir, z_mean, self.fixed)
+        self.writer.close()

@@ -103,6 +103,9 @@ class Config:
                        "noise; the same seed gives the same run.")
     jit_compile: bool = _field(False, "Compile the training and test steps with XLA. Off by "
                                "default: on a 2-core CPU it measured slower for both models.")
+    figures_every: int = _field(1, "Write figures (reconstructions, samples, latent plots) "
+                                "into <model_dir>/figures and TensorBoard every N epochs; "
+                                "0 turns them off.")
     keep_checkpoints: int = _field(3, "How many of the newest per-epoch checkpoints to keep "
                                    "(a conv model's checkpoint is about 120 MB).")
     progress_bar: bool = _field(True, "Show Keras' progress bar during training.")
@@ -173,6 +176,8 @@ class Config:
         _require(0 <= self.dropout < 1, "dropout", self.dropout, "must be in [0, 1)")
         _require(self.leaky_relu_slope >= 0, "leaky_relu_slope", self.leaky_relu_slope,
                  "must be 0 or more")
+        _require(self.figures_every >= 0, "figures_every", self.figures_every,
+                 "must be 0 (no figures) or more")
         _require(self.keep_checkpoints >= 1, "keep_checkpoints", self.keep_checkpoints,
                  "must be at least 1")
         _require(self.conv_kernel_size >= 1, "conv_kernel_size", self.conv_kernel_size,

@@ -15,7 +15,7 @@ import os
 import keras
 import tensorflow as tf
 
-from vae_tf import callbacks, data, run_dir
+from vae_tf import callbacks, data, figures, run_dir
 from vae_tf.config import Config
 from vae_tf.errors import ConfigError, RunDirError
 from vae_tf.models import VAE, build_vae
@@ -117,8 +117,14 @@ def train_and_evaluate(config: Config) -> TrainResult:
             callbacks.TensorBoardScalars(os.path.join(model_dir, run_dir.TENSORBOARD_DIR)),
             keras.callbacks.CSVLogger(os.path.join(model_dir, run_dir.METRICS_FILE),
                                       append=True),
-            callbacks.EpochCheckpoint(state.manager, state.epoch),
         ]
+        if config.figures_every:
+            fixed = figures.FixedInputs.from_split(dataset.test, dataset.class_names,
+                                                   config.seed)
+            epoch_callbacks.append(callbacks.FigureWriter(
+                fixed, model_dir, os.path.join(model_dir, run_dir.TENSORBOARD_DIR),
+                config.figures_every, config.epochs))
+        epoch_callbacks.append(callbacks.EpochCheckpoint(state.manager, state.epoch))
         state.model.fit(train_batches, epochs=config.epochs, initial_epoch=initial_epoch,
                         steps_per_epoch=steps_per_epoch, validation_data=test_batches,
                         callbacks=epoch_callbacks, shuffle=False,

@@ -1,0 +1,208 @@
+"""The figures of a run, written to `<model_dir>/figures/` and to TensorBoard.
+
+After an epoch, `write_epoch` computes the arrays behind every figure
+(`vae_tf.inspection`), keeps them in `figures/history/epoch_NNN.npz` so that
+figures spanning epochs survive a resumed run, and draws them (`vae_tf.plots`).
+At the end of training `write_animations` turns the per-epoch history into
+GIFs, and `write_projector` lays out the TensorBoard projector of the test
+set's latent means. Epochs are numbered from 1 in every file name and title.
+"""
+
+import dataclasses
+import glob
+import io
+import os
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from vae_tf import inspection, plots
+
+FIGURES_DIR = "figures"
+HISTORY_DIR = os.path.join(FIGURES_DIR, "history")
+PROJECTOR_DIR = "projector"
+NUM_SAMPLES = 64
+MANIFOLD_SIZE = 20
+FRAME_DPI = 80
+
+
+@dataclasses.dataclass
+class FixedInputs:
+    """Inputs chosen once per run so that every epoch's figures show the same things."""
+
+    examples: np.ndarray  # [N, 28, 28, 1] float32: one test image per class
+    test_images: np.ndarray  # [M, 28, 28, 1] float32: for the latent scatter
+    test_labels: np.ndarray  # [M] int
+    class_names: tuple
+    seed: int
+
+    @classmethod
+    def from_split(cls, split, class_names, seed, max_test=10000):
+        images = split.images[:max_test, ..., np.newaxis].astype(np.float32) / 255.0
+        labels = split.labels[:max_test]
+        return cls(images[inspection.one_per_class(labels)], images, labels, tuple(class_names),
+                   seed)
+
+
+def epoch_arrays(model, fixed: FixedInputs) -> dict:
+    """Every array the figures of one epoch need."""
+    z_mean, z_log_var = inspection.encode(model, fixed.test_images)
+    arrays = {"reconstructions": inspection.reconstructions(model, fixed.examples),
+              "samples": inspection.prior_samples(model, NUM_SAMPLES, fixed.seed),
+              "z_mean": z_mean, "z_log_var": z_log_var}
+    if model.conditional:
+        arrays["conditional"] = inspection.conditional_row(model, fixed.seed)
+    if model.z_dim == 2:
+        arrays["manifold"] = inspection.manifold(model, plots.manifold_values(MANIFOLD_SIZE))
+    return arrays
+
+
+def load_history(model_dir: str) -> dict:
+    """{epoch: arrays} of every epoch whose figures were written."""
+    history = {}
+    for path in sorted(glob.glob(os.path.join(model_dir, HISTORY_DIR, "epoch_*.npz"))):
+        epoch = int(os.path.basename(path)[len("epoch_"):-len(".npz")])
+        with np.load(path) as stored:
+            history[epoch] = {key: stored[key] for key in stored.files}
+    return history
+
+
+def _save(figure, path: str) -> str:
+    figure.savefig(path, dpi=FRAME_DPI if path.endswith("_frame.png") else 100)
+    return path
+
+
+def epoch_figures(epoch: int, arrays: dict, history: dict, fixed: FixedInputs,
+                  metrics: list) -> dict:
+    """{file name: Figure} of the figures to write after `epoch` (1-based)."""
+    originals = fixed.examples[..., 0]
+    tag = f"epoch_{epoch:03d}"
+    figures = {
+        f"reconstructions_{tag}.png": plots.reconstructions(
+            originals, arrays["reconstructions"],
+            title=f"Epoch {epoch}: test images (top) and reconstructions"),
+        "reconstructions_by_epoch.png": plots.reconstructions_by_epoch(
+            originals, {e: h["reconstructions"] for e, h in history.items()}),
+        f"samples_{tag}.png": plots.samples(arrays["samples"],
+                                            title=f"Epoch {epoch}: samples from the prior"),
+        f"scatter_{tag}.png": plots.latent_scatter(
+            arrays["z_mean"], fixed.test_labels, fixed.class_names,
+            title=f"Epoch {epoch}: latent means of the test set"),
+    }
+    if metrics:
+        figures["losses.png"] = plots.loss_curves(metrics)
+    if "conditional" in arrays:
+        figures["conditional_by_epoch.png"] = plots.conditional_grid(
+            {e: h["conditional"] for e, h in history.items()}, fixed.class_names)
+    if "manifold" in arrays:
+        figures[f"manifold_{tag}.png"] = plots.manifold(
+            arrays["manifold"], plots.manifold_values(MANIFOLD_SIZE),
+            title=f"Epoch {epoch}: decoded latent plane")
+    return figures
+
+
+def write_epoch(model, fixed: FixedInputs, epoch: int, model_dir: str, metrics: list,
+                writer=None) -> list:
+    """Writes the figures of `epoch` (1-based) and returns their paths.
+
+    With a TensorBoard `writer`, also logs the reconstruction, sample and
+    conditional images and histograms of z_mean and exp(z_log_var).
+    """
+    os.makedirs(os.path.join(model_dir, HISTORY_DIR), exist_ok=True)
+    arrays = epoch_arrays(model, fixed)
+    history_path = os.path.join(model_dir, HISTORY_DIR, f"epoch_{epoch:03d}.npz")
+    np.savez_compressed(history_path + ".tmp.npz", **arrays)
+    os.replace(history_path + ".tmp.npz", history_path)
+    history = {e: h for e, h in load_history(model_dir).items() if e <= epoch}
+    figures = epoch_figures(epoch, arrays, history, fixed, metrics)
+    paths = [_save(figure, os.path.join(model_dir, FIGURES_DIR, name))
+             for name, figure in figures.items()]
+    if writer is not None:
+        with writer.as_default():
+            for name, key in (("reconstructions", f"reconstructions_epoch_{epoch:03d}.png"),
+                              ("samples", f"samples_epoch_{epoch:03d}.png"),
+                              ("conditional", "conditional_by_epoch.png")):
+                if key in figures:
+                    png = plots.to_png(figures[key], dpi=FRAME_DPI)
+                    tf.summary.image(name, tf.image.decode_png(png)[tf.newaxis], step=epoch)
+            tf.summary.histogram("z_mean", arrays["z_mean"], step=epoch)
+            tf.summary.histogram("z_variance", np.exp(arrays["z_log_var"]), step=epoch)
+        writer.flush()
+    return paths
+
+
+def _limits(points: list) -> tuple:
+    """Axis limits covering the central 99.8% of every frame's points."""
+    stacked = np.concatenate(points)
+    low, high = np.percentile(stacked, [0.1, 99.9], axis=0)
+    margin = 0.05 * (high - low)
+    return (low[0] - margin[0], high[0] + margin[0]), (low[1] - margin[1], high[1] + margin[1])
+
+
+def _gif(figures: list, path: str) -> str:
+    frames = [Image.open(io.BytesIO(plots.to_png(f, dpi=FRAME_DPI))).convert("RGB")
+              for f in figures]
+    frames[0].save(path + ".tmp.gif", save_all=True, append_images=frames[1:], duration=700,
+                   loop=0)
+    os.replace(path + ".tmp.gif", path)
+    return path
+
+
+def write_animations(model_dir: str, fixed: FixedInputs) -> list:
+    """GIFs of the latent scatter, manifold and conditional row across epochs."""
+    history = load_history(model_dir)
+    if not history:
+        return []
+    epochs = sorted(history)
+    directory = os.path.join(model_dir, FIGURES_DIR)
+    points = [plots.pca_2d(history[e]["z_mean"]) if history[e]["z_mean"].shape[1] != 2
+              else history[e]["z_mean"] for e in epochs]
+    limits = _limits(points)
+    paths = [_gif([plots.latent_scatter(history[e]["z_mean"], fixed.test_labels,
+                                        fixed.class_names, title=f"Epoch {e}: latent means",
+                                        limits=limits) for e in epochs],
+                  os.path.join(directory, "scatter.gif"))]
+    if "manifold" in history[epochs[0]]:
+        values = plots.manifold_values(MANIFOLD_SIZE)
+        paths.append(_gif([plots.manifold(history[e]["manifold"], values,
+                                          title=f"Epoch {e}: decoded latent plane")
+                           for e in epochs], os.path.join(directory, "manifold.gif")))
+    if "conditional" in history[epochs[0]]:
+        paths.append(_gif([plots.conditional_grid({e: history[e]["conditional"]},
+                                                  fixed.class_names) for e in epochs],
+                          os.path.join(directory, "conditional.gif")))
+    return paths
+
+
+def sprite(images: np.ndarray) -> np.ndarray:
+    """[N, 28, 28] images in [0, 1] -> one square uint8 sprite sheet, row-major."""
+    side = int(np.ceil(np.sqrt(len(images))))
+    sheet = np.zeros((side * side, 28, 28), np.float32)
+    sheet[:len(images)] = images
+    sheet = sheet.reshape(side, side, 28, 28).transpose(0, 2, 1, 3).reshape(side * 28, side * 28)
+    return (sheet * 255).round().astype(np.uint8)
+
+
+def write_projector(log_dir: str, z_mean: np.ndarray, fixed: FixedInputs) -> str:
+    """Writes a TensorBoard projector of the test set's latent means; returns its folder."""
+    from tensorboard.plugins import projector
+
+    folder = os.path.join(log_dir, PROJECTOR_DIR)
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "metadata.tsv"), "w") as stream:
+        stream.write("label\tclass\n")
+        for label in fixed.test_labels:
+            stream.write(f"{label}\t{fixed.class_names[label]}\n")
+    Image.fromarray(sprite(fixed.test_images[..., 0])).save(os.path.join(folder, "sprite.png"))
+    embedding = tf.Variable(z_mean.astype(np.float32), name="latent_means")
+    # save() also writes the `checkpoint` file through which the projector finds it.
+    tf.train.Checkpoint(embedding=embedding).save(os.path.join(folder, "embedding.ckpt"))
+    config = projector.ProjectorConfig()
+    entry = config.embeddings.add()
+    entry.tensor_name = "embedding/.ATTRIBUTES/VARIABLE_VALUE"
+    entry.metadata_path = "metadata.tsv"
+    entry.sprite.image_path = "sprite.png"
+    entry.sprite.single_image_dim.extend([28, 28])
+    projector.visualize_embeddings(folder, config)
+    return folder
