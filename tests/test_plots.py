@@ -67,7 +67,7 @@ def test_reconstructions_by_epoch_have_a_row_per_epoch():
 
 
 def test_conditional_grid_has_epochs_as_rows_and_class_names_as_columns():
-    axes, image = _picture(plots.conditional_grid({1: _images(10), 2: _images(10)}, NAMES))
+    axes, image = _picture(plots.conditional_grid(_images(2, 10), ["epoch 1", "epoch 2"], NAMES))
     assert image.get_array().shape == (2 * 28 + plots.PAD, 10 * 28 + 9 * plots.PAD)
     assert [t.get_text() for t in axes.get_xticklabels()] == list(NAMES)
     assert [t.get_text() for t in axes.get_yticklabels()] == ["epoch 1", "epoch 2"]
@@ -147,3 +147,14 @@ def test_traversal_and_interpolation_layouts():
 def test_to_png_renders_a_png():
     png = plots.to_png(plots.samples(_images(4)))
     assert png.startswith(b"\x89PNG")
+
+
+def test_compare_runs_puts_each_run_in_a_column():
+    metrics = _metrics(False)
+    runs = [("with KL", RNG.normal(size=(100, 2)), RNG.integers(0, 10, 100), metrics),
+            ("beta=0", RNG.normal(size=(100, 5)), RNG.integers(0, 10, 100), metrics)]
+    figure = plots.compare_runs(runs, NAMES)
+    titles = [axes.get_title() for axes in figure.axes]
+    assert titles[:2] == ["with KL", "beta=0 (PCA)"]
+    assert len(figure.axes) == 4
+    assert sum(1 for axes in figure.axes if axes.get_xlabel() == "epoch") == 2

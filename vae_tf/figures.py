@@ -93,8 +93,10 @@ def epoch_figures(epoch: int, arrays: dict, history: dict, fixed: FixedInputs,
     if metrics:
         figures["losses.png"] = plots.loss_curves(metrics)
     if "conditional" in arrays:
+        epochs = sorted(history)
         figures["conditional_by_epoch.png"] = plots.conditional_grid(
-            {e: h["conditional"] for e, h in history.items()}, fixed.class_names)
+            np.stack([history[e]["conditional"] for e in epochs]),
+            [f"epoch {e}" for e in epochs], fixed.class_names)
     if "manifold" in arrays:
         figures[f"manifold_{tag}.png"] = plots.manifold(
             arrays["manifold"], plots.manifold_values(MANIFOLD_SIZE),
@@ -169,8 +171,9 @@ def write_animations(model_dir: str, fixed: FixedInputs) -> list:
                                           title=f"Epoch {e}: decoded latent plane")
                            for e in epochs], os.path.join(directory, "manifold.gif")))
     if "conditional" in history[epochs[0]]:
-        paths.append(_gif([plots.conditional_grid({e: history[e]["conditional"]},
-                                                  fixed.class_names) for e in epochs],
+        paths.append(_gif([plots.conditional_grid(history[e]["conditional"][np.newaxis],
+                                                  [f"epoch {e}"], fixed.class_names)
+                           for e in epochs],
                           os.path.join(directory, "conditional.gif")))
     return paths
 

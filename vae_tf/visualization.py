@@ -1,0 +1,143 @@
+"""Figures of a trained run, from its latest checkpoint: what `vae_tf.visualize` draws.
+
+`plot_run` works on a finished run or on one still training (the checkpoint
+manager only publishes complete checkpoints). It writes PNGs into
+`<model_dir>/figures/`, named after the plot and the checkpoint's epoch, and
+returns their paths.
+"""
+
+import dataclasses
+import os
+
+import numpy as np
+
+from vae_tf import data, inspection, plots, run_dir, training
+from vae_tf.errors import ConfigError, RunDirError
+from vae_tf.figures import FIGURES_DIR, MANIFOLD_SIZE, NUM_SAMPLES
+from vae_tf.plots import RUN_PLOTS
+
+
+@dataclasses.dataclass
+class PlotOptions:
+    traversal_range: float = 3.0  # the swept dimension runs over [-range, range]
+    steps: int = 11  # images along a traversal or interpolation
+    label: int = 0  # class decoded by conditional models in manifold/traversal/interpolation
+    conditional_rows: int = 8  # shared z draws in the conditional grid
+    seed: int = 0
+    data_dir: str = ""  # overrides the run's --data_dir
+
+
+@dataclasses.dataclass
+class LoadedRun:
+    model_dir: str
+    config: object
+    model: object
+    epoch: int
+    dataset: data.Dataset
+
+
+def load_run(model_dir: str, data_dir: str = "") -> LoadedRun:
+    """The run's model restored from its newest checkpoint, with its data set."""
+    config = run_dir.load_config(model_dir)
+    state = training.restore_run(config, model_dir)
+    if state.manager.latest_checkpoint is None:
+        raise RunDirError(f"--model_dir={model_dir} has no checkpoint yet; let training finish "
+                          f"an epoch first.")
+    dataset = data.load_dataset(config.dataset, data_dir or config.data_dir)
+    return LoadedRun(model_dir, config, state.model, state.completed_epochs, dataset)
+
+
+def _test_images(run: LoadedRun) -> np.ndarray:
+    return run.dataset.test.images[..., np.newaxis].astype(np.float32) / 255.0
+
+
+def figure_for(run: LoadedRun, plot: str, options: PlotOptions):
+    """The Figure of one `plot` for a loaded run."""
+    model, epoch = run.model, run.epoch
+    images = _test_images(run)
+    examples = images[inspection.one_per_class(run.dataset.test.labels)]
+    label = options.label if model.conditional else None
+    if plot == "reconstructions":
+        return plots.reconstructions(examples[..., 0],
+                                     inspection.reconstructions(model, examples),
+                                     title=f"Epoch {epoch}: test images and reconstructions")
+    if plot == "samples":
+        return plots.samples(inspection.prior_samples(model, NUM_SAMPLES, options.seed),
+                             title=f"Epoch {epoch}: samples from the prior")
+    if plot == "conditional":
+        if not model.conditional:
+            raise ConfigError(f"--plot=conditional needs a conditional model; {run.model_dir} "
+                              f"was trained without a classifier (--classifier_weight=0).")
+        rows = np.stack([inspection.conditional_row(model, options.seed + row)
+                         for row in range(options.conditional_rows)])
+        return plots.conditional_grid(rows, [f"z #{row + 1}" for row in range(len(rows))],
+                                      run.dataset.class_names,
+                                      title=f"Epoch {epoch}: each row decodes one z as every "
+                                            f"class")
+    if plot == "scatter":
+        z_mean, _ = inspection.encode(model, images)
+        return plots.latent_scatter(z_mean, run.dataset.test.labels, run.dataset.class_names,
+                                    title=f"Epoch {epoch}: latent means of the test set")
+    if plot == "manifold":
+        if model.z_dim != 2:
+            raise ConfigError(f"--plot=manifold needs z_dim=2 and {run.model_dir} has "
+                              f"z_dim={model.z_dim}; try --plot=traversal.")
+        values = plots.manifold_values(MANIFOLD_SIZE)
+        return plots.manifold(inspection.manifold(model, values, options.label), values,
+                              title=f"Epoch {epoch}: decoded latent plane")
+    if plot == "traversal":
+        values = np.linspace(-options.traversal_range, options.traversal_range, options.steps)
+        z_base = inspection.encode(model, examples[:1])[0][0]
+        return plots.traversal(inspection.traversal(model, z_base, values, options.label),
+                               values, title=f"Epoch {epoch}: one latent dimension swept per "
+                                             f"row, from the first test image's latent mean")
+    if plot == "interpolation":
+        line = inspection.interpolation(model, examples[0], examples[1], options.steps,
+                                        label if label is not None else 0)
+        names = run.dataset.class_names
+        return plots.interpolation(line, title=f"Epoch {epoch}: from a {names[0]} to a "
+                                               f"{names[1]} through the latent space")
+    raise ConfigError(f"--plot={plot} is not one of {', '.join(RUN_PLOTS)}.")
+
+
+def plot_run(model_dir: str, plot: str, options: PlotOptions = None) -> list:
+    """Writes the PNG of `plot` for the run in model_dir; returns its path in a list."""
+    options = options or PlotOptions()
+    if plot == "compare":
+        raise ConfigError("--plot=compare draws several runs: pass --model_dirs=A,B.")
+    if plot not in RUN_PLOTS:
+        raise ConfigError(f"--plot={plot} is not one of {', '.join(RUN_PLOTS)}.")
+    run = load_run(model_dir, options.data_dir)
+    if run.model.conditional and not 0 <= options.label < run.model.num_classes:
+        raise ConfigError(f"--label={options.label} is outside 0-{run.model.num_classes - 1}, "
+                          f"the classes of {run.config.dataset}.")
+    figure = figure_for(run, plot, options)
+    return [_write(figure, model_dir, f"{plot}_checkpoint_epoch_{run.epoch:03d}.png")]
+
+
+def compare_runs(model_dirs: list, options: PlotOptions = None) -> list:
+    """Writes the side-by-side comparison of several runs into the first one's figures."""
+    options = options or PlotOptions()
+    if len(model_dirs) < 2:
+        raise ConfigError(f"--plot=compare needs two or more --model_dirs, got "
+                          f"{','.join(model_dirs) or 'none'}.")
+    runs, class_names = [], None
+    for model_dir in model_dirs:
+        run = load_run(model_dir, options.data_dir)
+        if class_names is not None and tuple(run.dataset.class_names) != tuple(class_names):
+            raise ConfigError(f"--model_dirs mixes data sets: {model_dir} is "
+                              f"{run.config.dataset}; compare runs on the same data set.")
+        class_names = run.dataset.class_names
+        z_mean, _ = inspection.encode(run.model, _test_images(run))
+        name = f"{os.path.basename(os.path.normpath(model_dir))} (beta={run.config.beta:g})"
+        runs.append((name, z_mean, run.dataset.test.labels, run_dir.read_metrics(model_dir)))
+    names = "_vs_".join(os.path.basename(os.path.normpath(d)) for d in model_dirs)
+    return [_write(plots.compare_runs(runs, class_names), model_dirs[0], f"compare_{names}.png")]
+
+
+def _write(figure, model_dir: str, name: str) -> str:
+    directory = os.path.join(model_dir, FIGURES_DIR)
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, name)
+    figure.savefig(path, dpi=100)
+    return path

@@ -1,0 +1,56 @@
+"""Draws a figure of a run: `python -m vae_tf.visualize --model_dir=DIR --plot=NAME`.
+
+Works from the latest checkpoint of a finished or running run and prints the
+paths of the PNGs it writes into `<model_dir>/figures/`. `--plot=compare`
+takes `--model_dirs=A,B` instead, e.g. a run beside its `--beta=0` twin.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import flags  # noqa: E402
+
+from vae_tf import cli  # noqa: E402
+from vae_tf.errors import ConfigError  # noqa: E402
+from vae_tf.plots import RUN_PLOTS as PLOTS  # noqa: E402
+
+flags.DEFINE_string("model_dir", "", "Folder of the run to draw (as given to vae_tf.train).")
+flags.DEFINE_string("plot", "reconstructions",
+                    f"Figure to draw. One of: {', '.join(PLOTS)}.")
+flags.DEFINE_list("model_dirs", [], "Runs to compare side by side (--plot=compare).")
+flags.DEFINE_float("traversal_range", 3.0, "--plot=traversal sweeps each latent dimension "
+                   "over [-range, range].")
+flags.DEFINE_integer("steps", 11, "Images along a traversal or an interpolation.")
+flags.DEFINE_integer("label", 0, "Class that conditional models decode in the manifold, "
+                     "traversal and interpolation.")
+flags.DEFINE_integer("seed", 0, "Seed of the prior draws in samples and conditional.")
+flags.DEFINE_string("data_dir", "", "Folder of the IDX files; empty uses the run's own.")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    del argv  # cli.run rejects positional arguments
+    if FLAGS.plot not in PLOTS:
+        raise ConfigError(f"--plot={FLAGS.plot} is not one of {', '.join(PLOTS)}.")
+    if FLAGS.plot != "compare" and not FLAGS.model_dir:
+        raise ConfigError("--model_dir is required: the folder of a run trained with "
+                          "python -m vae_tf.train.")
+    if FLAGS.steps < 2 or FLAGS.traversal_range <= 0:
+        raise ConfigError(f"--steps={FLAGS.steps} must be at least 2 and --traversal_range="
+                          f"{FLAGS.traversal_range} positive.")
+    from vae_tf import visualization
+
+    options = visualization.PlotOptions(
+        traversal_range=FLAGS.traversal_range, steps=FLAGS.steps, label=FLAGS.label,
+        seed=FLAGS.seed, data_dir=FLAGS.data_dir)
+    if FLAGS.plot == "compare":
+        paths = visualization.compare_runs(FLAGS.model_dirs, options)
+    else:
+        paths = visualization.plot_run(FLAGS.model_dir, FLAGS.plot, options)
+    for path in paths:
+        print(path)
+
+
+if __name__ == "__main__":
+    cli.run(main)
