@@ -58,7 +58,9 @@ def test_history_keeps_the_arrays_of_each_epoch(conditional_run):
 
 
 def test_projector_files_exist_and_match_the_test_set(conditional_run):
-    folder = os.path.join(conditional_run, "tensorboard", "projector")
+    folder = os.path.join(conditional_run, "tensorboard", "figures")
+    # TensorBoard's projector only reads run folders: folders that hold event files.
+    assert glob.glob(os.path.join(folder, "events.out.tfevents.*"))
     config = open(os.path.join(folder, "projector_config.pbtxt")).read()
     assert 'metadata_path: "metadata.tsv"' in config and 'image_path: "sprite.png"' in config
     metadata = open(os.path.join(folder, "metadata.tsv")).read().splitlines()

@@ -125,10 +125,10 @@ class FigureWriter(keras.callbacks.Callback):
         super().__init__()
         self.fixed = fixed
         self.model_dir = model_dir
-        self.log_dir = log_dir
         self.every = every
         self.last_epoch = last_epoch
-        self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "figures"))
+        self.figures_log_dir = os.path.join(log_dir, "figures")
+        self.writer = tf.summary.create_file_writer(self.figures_log_dir)
         self.tracing = False
         self.graph_written = False
 
@@ -153,5 +153,5 @@ class FigureWriter(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         figures.write_animations(self.model_dir, self.fixed)
         z_mean, _ = inspection.encode(self.model, self.fixed.test_images)
-        figures.write_projector(self.log_dir, z_mean, self.fixed)
+        figures.write_projector(self.figures_log_dir, z_mean, self.fixed)
         self.writer.close()

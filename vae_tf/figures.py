@@ -21,7 +21,6 @@ from vae_tf import inspection, plots
 
 FIGURES_DIR = "figures"
 HISTORY_DIR = os.path.join(FIGURES_DIR, "history")
-PROJECTOR_DIR = "projector"
 NUM_SAMPLES = 64
 MANIFOLD_SIZE = 20
 FRAME_DPI = 80
@@ -187,11 +186,14 @@ def sprite(images: np.ndarray) -> np.ndarray:
     return (sheet * 255).round().astype(np.uint8)
 
 
-def write_projector(log_dir: str, z_mean: np.ndarray, fixed: FixedInputs) -> str:
-    """Writes a TensorBoard projector of the test set's latent means; returns its folder."""
+def write_projector(folder: str, z_mean: np.ndarray, fixed: FixedInputs) -> str:
+    """Writes a TensorBoard projector of the test set's latent means into `folder`.
+
+    TensorBoard's projector only looks in run folders, those holding event
+    files, so `folder` should be one (vae_tf uses tensorboard/figures).
+    """
     from tensorboard.plugins import projector
 
-    folder = os.path.join(log_dir, PROJECTOR_DIR)
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, "metadata.tsv"), "w") as stream:
         stream.write("label\tclass\n")
