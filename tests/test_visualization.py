@@ -12,7 +12,7 @@ from vae_tf.errors import ConfigError, RunDirError
 from vae_tf.plots import RUN_PLOTS
 
 SMALL = ["--arch=mlp", "--encoder_layers=32", "--decoder_layers=32", "--batch_size=32",
-         "--noprogress_bar", "--figures_every=0"]
+         "--noprogress_bar", "--figures_every=0", "--noexport"]
 
 
 @pytest.fixture(scope="module")

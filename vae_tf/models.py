@@ -240,6 +240,16 @@ class VAE(keras.Model):
         return self._update_metrics(terms, labels, outputs)
 
 
+def random_states(model: keras.Model) -> list:
+    """The state variables of the model's seed generators (latent noise, dropout).
+
+    Keras does not count them as weights, so checkpoints and SavedModels must
+    be given them explicitly.
+    """
+    weight_ids = {id(variable) for variable in model.weights}
+    return [variable for variable in model.variables if id(variable) not in weight_ids]
+
+
 def build_vae(config, num_classes: int) -> VAE:
     """A VAE for `config`, built (its variables created) on a dummy batch."""
     model = VAE(config, num_classes, name="vae")

@@ -15,10 +15,10 @@ import os
 import keras
 import tensorflow as tf
 
-from vae_tf import callbacks, data, figures, run_dir
+from vae_tf import callbacks, data, exporting, figures, run_dir
 from vae_tf.config import Config
 from vae_tf.errors import ConfigError, RunDirError
-from vae_tf.models import VAE, build_vae
+from vae_tf.models import VAE, build_vae, random_states
 
 
 @dataclasses.dataclass
@@ -44,15 +44,6 @@ class RunState:
         return int(self.epoch.numpy())
 
 
-def _random_states(model: keras.Model) -> list:
-    """The state variables of the model's seed generators (latent noise, dropout).
-
-    They are not weights, so checkpointing the model alone would not save them.
-    """
-    weight_ids = {id(variable) for variable in model.weights}
-    return [variable for variable in model.variables if id(variable) not in weight_ids]
-
-
 def restore_run(config: Config, model_dir: str, num_classes: int = data.NUM_CLASSES) -> RunState:
     """Builds the model and optimizer, then restores the newest checkpoint if any.
 
@@ -66,7 +57,7 @@ def restore_run(config: Config, model_dir: str, num_classes: int = data.NUM_CLAS
     optimizer.build(model.trainable_variables)
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch,
-                                     random_states=_random_states(model))
+                                     random_states=random_states(model))
     manager = tf.train.CheckpointManager(
         checkpoint, os.path.join(model_dir, run_dir.CHECKPOINT_DIR),
         max_to_keep=config.keep_checkpoints)
@@ -79,6 +70,16 @@ def restore_run(config: Config, model_dir: str, num_classes: int = data.NUM_CLAS
                               f"({first_line}); use another --model_dir, or --overwrite to "
                               f"move the old run aside.") from None
     return RunState(model, checkpoint, manager, epoch)
+
+
+def restore_trained(model_dir: str):
+    """(config, RunState) of a run with at least one checkpoint; RunDirError otherwise."""
+    config = run_dir.load_config(model_dir)
+    state = restore_run(config, model_dir)
+    if state.manager.latest_checkpoint is None:
+        raise RunDirError(f"--model_dir={model_dir} has no checkpoint yet; train at least one "
+                          f"epoch first.")
+    return config, state
 
 
 def train_and_evaluate(config: Config) -> TrainResult:
@@ -129,5 +130,9 @@ def train_and_evaluate(config: Config) -> TrainResult:
                         steps_per_epoch=steps_per_epoch, validation_data=test_batches,
                         callbacks=epoch_callbacks, shuffle=False,
                         verbose=1 if config.progress_bar else 0)
+    if config.export and (initial_epoch < config.epochs or not os.path.isdir(
+            os.path.join(model_dir, exporting.EXPORT_DIR))):
+        path = exporting.export_model(state.model, config, model_dir, overwrite=True)
+        print(f"vae_tf: exported the decoder as a SavedModel to {path}")
     return TrainResult(model_dir, state.model, initial_epoch, state.completed_epochs,
                        run_dir.read_metrics(model_dir))

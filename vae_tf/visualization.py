@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from vae_tf import data, inspection, plots, run_dir, training
-from vae_tf.errors import ConfigError, RunDirError
+from vae_tf.errors import ConfigError
 from vae_tf.figures import FIGURES_DIR, MANIFOLD_SIZE, NUM_SAMPLES
 from vae_tf.plots import RUN_PLOTS
 
@@ -38,11 +38,7 @@ class LoadedRun:
 
 def load_run(model_dir: str, data_dir: str = "") -> LoadedRun:
     """The run's model restored from its newest checkpoint, with its data set."""
-    config = run_dir.load_config(model_dir)
-    state = training.restore_run(config, model_dir)
-    if state.manager.latest_checkpoint is None:
-        raise RunDirError(f"--model_dir={model_dir} has no checkpoint yet; let training finish "
-                          f"an epoch first.")
+    config, state = training.restore_trained(model_dir)
     dataset = data.load_dataset(config.dataset, data_dir or config.data_dir)
     return LoadedRun(model_dir, config, state.model, state.completed_epochs, dataset)
 

@@ -1,0 +1,35 @@
+"""Exports a run's model as a SavedModel: `python -m vae_tf.export --model_dir=DIR`.
+
+Writes `<model_dir>/saved_model/` from the latest checkpoint; it loads with
+plain `tf.saved_model.load` and offers the `decode`, `encode` and `generate`
+signatures described in `vae_tf.exporting`.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import flags  # noqa: E402
+
+from vae_tf import cli  # noqa: E402
+from vae_tf.errors import ConfigError  # noqa: E402
+
+flags.DEFINE_string("model_dir", "", "Folder of the run to export (as given to vae_tf.train).")
+flags.DEFINE_boolean("overwrite", False, "Replace an existing <model_dir>/saved_model.")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    del argv  # cli.run rejects positional arguments
+    if not FLAGS.model_dir:
+        raise ConfigError("--model_dir is required: the folder of a run trained with "
+                          "python -m vae_tf.train.")
+    from vae_tf import exporting, training
+
+    config, state = training.restore_trained(FLAGS.model_dir)
+    path = exporting.export_model(state.model, config, FLAGS.model_dir, FLAGS.overwrite)
+    print(f"vae_tf: exported epoch {state.completed_epochs} to {path}")
+
+
+if __name__ == "__main__":
+    cli.run(main)
