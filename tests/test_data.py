@@ -211,3 +211,29 @@ def test_offline_message_says_when_the_environment_variable_is_unset(tmp_path, m
     with pytest.raises(DataError, match=r"Looked in: \$VAE_TF_DATA_DIR \(not set\); "
                                         r"tensorflow-datasets cache"):
         data.load_dataset("mnist")
+
+
+def test_static_binarization_draws_each_pixel_once_from_its_grey_value(folder):
+    split = data.read_split(folder, "train")
+    binary = data.binarize_split(split, seed=1)
+    assert set(np.unique(binary.images)) <= {0, 255}
+    np.testing.assert_array_equal(binary.labels, split.labels)
+    assert abs(binary.images.mean() / 255 - split.images.mean() / 255) < 0.01
+    np.testing.assert_array_equal(binary.images, data.binarize_split(split, seed=1).images)
+    assert data.prepare_test_split(split, "none") is split
+    np.testing.assert_array_equal(data.prepare_test_split(split, "static").images,
+                                  data.binarize_split(split, data.TEST_BINARIZATION_SEED).images)
+
+
+def test_dynamic_binarization_redraws_per_batch_and_resumes_exactly(folder):
+    split = data.read_split(folder, "train")
+    stream = _take(data.train_pipeline(split, 10, seed=2, binarize="dynamic"), 6)
+    resumed = _take(data.train_pipeline(split, 10, seed=2, start_batch=4, binarize="dynamic"), 2)
+    for images, _ in stream:
+        assert set(np.unique(images)) <= {0.0, 1.0}
+    for (a, _), (b, _) in zip(stream[4:], resumed):
+        np.testing.assert_array_equal(a, b)
+    # Pass 2 shows the same images as pass 1 in another order, with other binary draws.
+    first_pass = np.concatenate([b[0] for b in stream[:3]]).sum()
+    second_pass = np.concatenate([b[0] for b in stream[3:6]]).sum()
+    assert first_pass != second_pass

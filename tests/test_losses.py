@@ -101,3 +101,22 @@ def test_classifier_cross_entropy_matches_numpy():
 def test_kl_weight_ramps_linearly_then_holds():
     assert [losses.kl_weight(epoch, 2.0, 4) for epoch in range(6)] == [0.5, 1.0, 1.5, 2.0, 2.0, 2.0]
     assert losses.kl_weight(0, 0.7, 0) == 0.7
+
+
+def test_gaussian_log_density_matches_numpy():
+    rng = np.random.default_rng(4)
+    z, mean, log_var = (rng.normal(size=(3, 4)).astype(np.float32) for _ in range(3))
+    expected = (-0.5 * (np.log(2 * np.pi) + log_var + (z - mean) ** 2 / np.exp(log_var))).sum(-1)
+    np.testing.assert_allclose(losses.gaussian_log_density(z, mean, log_var).numpy(), expected,
+                               rtol=1e-5)
+
+
+def test_squared_error_log_likelihood_is_a_gaussian_with_std_one_over_root_two():
+    rng = np.random.default_rng(5)
+    images = rng.uniform(size=(2, 28, 28, 1)).astype(np.float32)
+    logits = rng.normal(size=(2, 28, 28, 1)).astype(np.float32)
+    as_gaussian = losses.log_likelihood("gaussian", images, logits, 1 / math.sqrt(2))
+    np.testing.assert_allclose(losses.log_likelihood("squared_error", images, logits).numpy(),
+                               as_gaussian.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(losses.log_likelihood("bernoulli", images, logits).numpy(),
+                               -losses.bernoulli_nll(images, logits).numpy(), rtol=1e-6)

@@ -19,6 +19,7 @@ DATASETS = ("mnist", "fashion_mnist")
 ARCHS = ("mlp", "conv")
 SCALES = ("log_var", "log_std", "softplus")
 LIKELIHOODS = ("gaussian", "squared_error", "bernoulli")
+BINARIZATIONS = ("none", "dynamic", "static")
 ACTIVATIONS = ("sigmoid", "relu", "leaky_relu", "tanh", "elu", "softplus")
 
 
@@ -47,6 +48,12 @@ class Config:
     overwrite: bool = _field(
         False, "Start a new run even if --model_dir holds one (of any configuration); the old "
         "run is moved aside to <model_dir>.replaced-<time>, not deleted.")
+
+    binarize: str = _field(
+        "none", "Binarise pixels as x ~ Bernoulli(grey value): 'dynamic' draws afresh for "
+        "every training batch (Burda et al., 2016), 'static' once; test images are binarised "
+        "once with a fixed seed, so that runs compare. 'none' keeps grey values.",
+        BINARIZATIONS, identity=True)
 
     # Model.
     arch: str = _field("conv", "Encoder and decoder architecture.", ARCHS, identity=True)

@@ -221,19 +221,41 @@ def load_dataset(name: str, data_dir: str = "") -> Dataset:
                    CLASS_NAMES[name], source=folder)
 
 
+# Test images are binarised with this seed whatever the run's seed, so that every
+# run is evaluated on the same binary test set.
+TEST_BINARIZATION_SEED = 20160901
+
+
+def binarize_split(split: Split, seed: int) -> Split:
+    """The split with each pixel drawn once as Bernoulli(grey value): values 0 or 255."""
+    rng = np.random.default_rng(seed)
+    binary = rng.uniform(size=split.images.shape) < split.images / 255.0
+    return Split(images=(binary * 255).astype(np.uint8), labels=split.labels)
+
+
+def prepare_test_split(split: Split, binarize: str) -> Split:
+    """The test split as models trained with `binarize` are evaluated on."""
+    return split if binarize == "none" else binarize_split(split, TEST_BINARIZATION_SEED)
+
+
 def _to_float(images, labels):
     images = tf.cast(images[..., tf.newaxis], tf.float32) / 255.0  # [B, 28, 28, 1]
     return images, labels
 
 
-def train_pipeline(split: Split, batch_size: int, seed: int, start_batch: int = 0):
+def train_pipeline(split: Split, batch_size: int, seed: int, start_batch: int = 0,
+                   binarize: str = "none"):
     """An endless stream of shuffled training batches.
 
     Pass p over the data is shuffled with the stateless seed (seed, p), so the
     batch at any position of the stream depends only on the seed and that
     position: a run resumed at batch `start_batch` sees exactly the batches an
-    uninterrupted run would have seen.
+    uninterrupted run would have seen. `binarize="static"` binarises the split
+    once; `"dynamic"` draws binary pixels afresh for every batch, seeded by the
+    batch's position in the stream.
     """
+    if binarize == "static":
+        split = binarize_split(split, seed)
     num_examples = len(split)
     batches_per_pass = -(-num_examples // batch_size)
     images = tf.constant(split.images)
@@ -245,12 +267,21 @@ def train_pipeline(split: Split, batch_size: int, seed: int, start_batch: int = 
             seed=tf.stack([tf.constant(seed, tf.int64), pass_index]))
         return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
 
+    def batch(position, idx):
+        batch_images, batch_labels = _to_float(tf.gather(images, idx), tf.gather(labels, idx))
+        if binarize == "dynamic":
+            noise = tf.random.stateless_uniform(
+                tf.shape(batch_images), seed=tf.stack([tf.constant(seed + 1, tf.int64),
+                                                       position]))
+            batch_images = tf.cast(noise < batch_images, tf.float32)
+        return batch_images, batch_labels
+
     first_pass, skip = divmod(start_batch, batches_per_pass)
     return (tf.data.Dataset.counter(first_pass)
             .flat_map(one_pass)
             .skip(skip)
-            .map(lambda idx: _to_float(tf.gather(images, idx), tf.gather(labels, idx)),
-                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .enumerate(start_batch)
+            .map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             .prefetch(tf.data.AUTOTUNE))
 
 

@@ -69,3 +69,23 @@ def kl_weight(epoch, beta, warmup_epochs):
     if warmup_epochs <= 0:
         return float(beta)
     return float(beta) * min(1.0, (epoch + 1) / warmup_epochs)
+
+
+def gaussian_log_density(z, mean, log_var):
+    """log N(z; mean, exp(log_var)) summed over the last axis. [..., Z] -> [...]."""
+    return -0.5 * tf.reduce_sum(
+        math.log(2.0 * math.pi) + log_var + tf.square(z - mean) / tf.exp(log_var), axis=-1)
+
+
+def log_likelihood(likelihood, images, logits, decoder_std=1.0):
+    """log p(images | z), a normalised density for every likelihood. -> [B].
+
+    The summed squared error equals the negative log-density of a Gaussian with
+    standard deviation 1/sqrt(2) up to a constant; that constant is added here
+    so that squared-error models get comparable likelihoods too.
+    """
+    value = -reconstruction_loss(likelihood, images, logits, decoder_std)
+    if likelihood == "squared_error":
+        num_pixels = tf.cast(tf.reduce_prod(tf.shape(images)[1:]), value.dtype)
+        value -= 0.5 * num_pixels * math.log(math.pi)
+    return value

@@ -108,8 +108,10 @@ def train_and_evaluate(config: Config) -> TrainResult:
         steps_per_epoch = config.steps_per_epoch or math.ceil(
             len(dataset.train) / config.batch_size)
         train_batches = data.train_pipeline(dataset.train, config.batch_size, config.seed,
-                                            start_batch=initial_epoch * steps_per_epoch)
-        test_batches = data.eval_pipeline(dataset.test, config.eval_batch_size)
+                                            start_batch=initial_epoch * steps_per_epoch,
+                                            binarize=config.binarize)
+        test_split = data.prepare_test_split(dataset.test, config.binarize)
+        test_batches = data.eval_pipeline(test_split, config.eval_batch_size)
         # Order matters: the epoch is recorded everywhere before its checkpoint is saved.
         epoch_callbacks = [
             callbacks.KLWarmup(config.beta, config.kl_warmup_epochs),
@@ -120,7 +122,7 @@ def train_and_evaluate(config: Config) -> TrainResult:
                                       append=True),
         ]
         if config.figures_every:
-            fixed = figures.FixedInputs.from_split(dataset.test, dataset.class_names,
+            fixed = figures.FixedInputs.from_split(test_split, dataset.class_names,
                                                    config.seed)
             epoch_callbacks.append(callbacks.FigureWriter(
                 fixed, model_dir, os.path.join(model_dir, run_dir.TENSORBOARD_DIR),

@@ -1,0 +1,141 @@
+"""Likelihood estimates against exact answers, and the evaluate command."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import REPO_ROOT, parse_config
+from vae_tf import evaluation, training
+
+D, Z, SIGMA = 6, 2, 0.5
+RNG = np.random.default_rng(0)
+# Orthogonal columns make the exact posterior diagonal, so a diagonal q can equal it.
+W = np.linalg.qr(RNG.normal(size=(D, Z)))[0] * np.array([2.0, 1.2])
+B = RNG.normal(size=D)
+
+
+def _exact_log_px(x):
+    covariance = W @ W.T + SIGMA ** 2 * np.eye(D)
+    difference = x - B
+    _, log_det = np.linalg.slogdet(covariance)
+    quadratic = np.einsum("nd,de,ne->n", difference, np.linalg.inv(covariance), difference)
+    return -0.5 * (D * math.log(2 * math.pi) + log_det + quadratic)
+
+
+def _posterior(x):
+    precision = np.eye(Z) + W.T @ W / SIGMA ** 2  # diagonal by construction
+    variance = 1.0 / np.diag(precision)
+    mean = ((x - B) @ W / SIGMA ** 2) * variance
+    return mean, np.log(np.broadcast_to(variance, mean.shape))
+
+
+def _log_likelihood_fn(x, z):
+    mean = tf.matmul(z, tf.constant(W.T, tf.float32)) + tf.constant(B, tf.float32)
+    return -0.5 * tf.reduce_sum(math.log(2 * math.pi * SIGMA ** 2)
+                                + tf.square(x - mean) / SIGMA ** 2, axis=-1)
+
+
+def _data(count=20):
+    z = RNG.normal(size=(count, Z))
+    return (z @ W.T + B + SIGMA * RNG.normal(size=(count, D))).astype(np.float32)
+
+
+def _estimate(x, encode, num_samples, chunk=500, seed=0):
+    return evaluation.importance_weighted_log_likelihood(
+        encode, _log_likelihood_fn, tf.constant(x), num_samples, chunk, seed).numpy()
+
+
+def test_exact_posterior_gives_the_exact_likelihood_with_one_sample():
+    x = _data()
+
+    def encode(inputs):
+        mean, log_var = _posterior(inputs.numpy())
+        return tf.constant(mean, tf.float32), tf.constant(log_var, tf.float32)
+
+    np.testing.assert_allclose(_estimate(x, encode, 1), _exact_log_px(x), atol=2e-3)
+
+
+def test_iwae_with_5000_samples_recovers_the_exact_likelihood_from_a_poor_posterior():
+    x = _data()
+
+    def poor_encode(inputs):
+        mean, log_var = _posterior(inputs.numpy())
+        return tf.constant(mean + 0.4, tf.float32), tf.constant(log_var + 0.8, tf.float32)
+
+    exact = _exact_log_px(x)
+    one = _estimate(x, poor_encode, 1)
+    many = _estimate(x, poor_encode, 5000, chunk=700)  # chunks of unequal size on purpose
+    assert abs(np.mean(many) - np.mean(exact)) < 0.1
+    assert np.mean(exact - one) > 0.3  # the poor posterior's ELBO is visibly loose
+
+
+def test_one_sample_is_the_elbo_in_expectation():
+    x = np.repeat(_data(1), 20000, axis=0)
+    mean, log_var = _posterior(x)
+    mean, log_var = mean + 0.3, log_var + 0.5
+    encode = lambda inputs: (tf.constant(mean, tf.float32), tf.constant(log_var, tf.float32))  # noqa: E731
+    variance = np.exp(log_var[0])
+    residual = x[0] - W @ mean[0] - B
+    expected_log_lik = (-0.5 * D * math.log(2 * math.pi * SIGMA ** 2)
+                        - (residual @ residual + np.sum((W ** 2) * variance)) / (2 * SIGMA ** 2))
+    kl = 0.5 * np.sum(mean[0] ** 2 + variance - 1.0 - log_var[0])
+    estimates = _estimate(x, encode, 1, seed=3)
+    standard_error = estimates.std() / math.sqrt(len(estimates))
+    assert abs(estimates.mean() - (expected_log_lik - kl)) < 4 * standard_error
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_data_dir, tmp_path_factory):
+    runs = {}
+    for name, extra in (("plain", ["--z_dim=2"]),
+                        ("conditional", ["--z_dim=2", "--classifier_weight=1",
+                                         "--binarize=dynamic"])):
+        config = parse_config("--arch=mlp", "--encoder_layers=32", "--decoder_layers=32",
+                              "--batch_size=32", "--epochs=2", "--noprogress_bar",
+                              "--figures_every=0", "--noexport", *extra,
+                              f"--data_dir={tiny_data_dir}",
+                              f"--model_dir={tmp_path_factory.mktemp('eval') / name}")
+        runs[name] = training.train_and_evaluate(config).model_dir
+    return runs
+
+
+def test_evaluate_run_reports_consistent_bounds_and_writes_json(trained):
+    result = evaluation.evaluate_run(trained["plain"], num_samples=64, chunk_size=20,
+                                     progress=False)
+    stored = json.load(open(os.path.join(trained["plain"], "evaluation.json")))
+    assert stored == pytest.approx(result)
+    assert result["num_examples"] == 60 and result["iw_samples"] == 64
+    assert result["elbo_nats"] == pytest.approx(-(result["reconstruction_nats"]
+                                                   + result["kl_nats"]))
+    # The importance-weighted bound is tighter than the ELBO.
+    assert result["nll_iwae_nats"] < -result["elbo_nats"]
+    assert result["bits_per_dim"] == pytest.approx(result["nll_iwae_nats"] / (784 * math.log(2)))
+    assert result["likelihood"] == "bernoulli" and result["binarize"] == "none"
+
+
+def test_conditional_run_reports_classifier_metrics(trained):
+    result = evaluation.evaluate_run(trained["conditional"], num_examples=30, num_samples=8,
+                                     progress=False)
+    assert result["num_examples"] == 30 and result["binarize"] == "dynamic"
+    assert 0.0 <= result["classifier_accuracy"] <= 1.0
+    assert 0.0 <= result["generated_class_agreement"] <= 1.0
+
+
+def test_evaluate_command_prints_results_and_refuses_untrained_dirs(trained, tmp_path):
+    environment = dict(os.environ, PYTHONPATH=REPO_ROOT)
+    process = subprocess.run(
+        [sys.executable, "-m", "vae_tf.evaluate", f"--model_dir={trained['plain']}",
+         "--iw_samples=4", "--num_examples=10"], capture_output=True, text=True, timeout=300,
+        cwd=REPO_ROOT, env=environment)
+    assert process.returncode == 0, process.stderr[-2000:]
+    assert '"nll_iwae_nats"' in process.stdout and "evaluation.json" in process.stdout
+    bad = subprocess.run([sys.executable, "-m", "vae_tf.evaluate", f"--model_dir={tmp_path}"],
+                         capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
+                         env=environment)
+    assert bad.returncode == 1 and "holds no vae_tf run" in bad.stderr

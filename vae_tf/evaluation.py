@@ -1,0 +1,144 @@
+"""Test-set likelihoods of a trained VAE: the ELBO and the importance-weighted bound.
+
+For each test image x, with z_k ~ q(z|x) for k = 1..K,
+
+    log p(x) >= log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x)      (Burda et al., 2016,
+                                                                 arXiv:1509.00519)
+
+which tightens to log p(x) as K grows; K = 1 is the ELBO in expectation.
+`importance_weighted_log_likelihood` works for any encoder and decoder
+log-likelihood, which is how it is tested against a linear-Gaussian model whose
+marginal likelihood is known exactly. The K samples are drawn in chunks and
+folded with a running log-sum-exp, so memory stays bounded for K = 5000.
+Every likelihood includes its normalising constant (see `losses.log_likelihood`).
+"""
+
+import json
+import math
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from vae_tf import data, inspection, losses, run_dir, training
+
+
+def importance_weighted_log_likelihood(encode_fn, log_likelihood_fn, inputs, num_samples: int,
+                                       chunk_size: int, seed: int):
+    """Estimates log p(x) for a batch `inputs` [B, ...] with `num_samples` samples.
+
+    encode_fn(inputs) -> (z_mean, z_log_var), each [B, Z];
+    log_likelihood_fn(inputs_tiled [C*B, ...], z [C*B, Z]) -> log p(x|z) [C*B].
+    Returns log p(x) estimates [B] as float64.
+    """
+    z_mean, z_log_var = encode_fn(inputs)
+    batch = tf.shape(z_mean)[0]
+    z_dim = z_mean.shape[-1]
+    running = tf.fill([batch], tf.constant(-np.inf, tf.float64))
+    for start in range(0, num_samples, chunk_size):
+        count = min(chunk_size, num_samples - start)
+        epsilon = tf.random.stateless_normal([count, batch, z_dim], seed=[seed, start])
+        z = z_mean + tf.exp(0.5 * z_log_var) * epsilon  # [C, B, Z]
+        log_weights = (losses.gaussian_log_density(z, 0.0, tf.zeros_like(z))
+                       - losses.gaussian_log_density(z, z_mean, z_log_var))
+        tiled = tf.tile(inputs[tf.newaxis], [count] + [1] * len(inputs.shape))
+        tiled = tf.reshape(tiled, tf.concat([[-1], tf.shape(inputs)[1:]], axis=0))
+        log_lik = log_likelihood_fn(tiled, tf.reshape(z, [-1, z_dim]))
+        log_weights += tf.reshape(log_lik, [count, batch])
+        chunk_total = tf.reduce_logsumexp(tf.cast(log_weights, tf.float64), axis=0)
+        running = tf.reduce_logsumexp(tf.stack([running, chunk_total]), axis=0)
+    return running - math.log(num_samples)
+
+
+def _model_functions(model, config):
+    """encode_fn and log_likelihood_fn of a vae_tf model, for the estimator above."""
+
+    def encode_fn(images):
+        return model.encoder(images, training=False)
+
+    def log_likelihood_fn(images, z):
+        if model.conditional:
+            probabilities = tf.nn.softmax(model.classifier(images, training=False))
+            z = tf.concat([z, probabilities], axis=-1)
+        logits = model.decoder(z, training=False)
+        return losses.log_likelihood(config.likelihood, images, logits, config.decoder_std)
+
+    return encode_fn, log_likelihood_fn
+
+
+def evaluate_model(model, config, images: np.ndarray, labels: np.ndarray, num_samples: int,
+                   batch_size: int = 100, chunk_size: int = 500, seed: int = 0,
+                   progress: bool = True) -> dict:
+    """The test ELBO and IWAE bound of `images` [N, 28, 28, 1] float32 in [0, 1]."""
+    encode_fn, log_likelihood_fn = _model_functions(model, config)
+    estimate = tf.function(lambda x, s: importance_weighted_log_likelihood(
+        encode_fn, log_likelihood_fn, x, num_samples, chunk_size, s))
+    totals = {"reconstruction": 0.0, "kl": 0.0, "log_px": 0.0}
+    bar = keras.utils.Progbar(len(images), unit_name="image") if progress else None
+    for start in range(0, len(images), batch_size):
+        batch = tf.constant(images[start:start + batch_size], tf.float32)
+        z_mean, z_log_var = encode_fn(batch)
+        # One seeded sample per image for the ELBO's reconstruction term.
+        epsilon = inspection.prior_z(len(batch), config.z_dim, seed + 1 + start)
+        z = z_mean + tf.exp(0.5 * z_log_var) * epsilon
+        totals["reconstruction"] -= float(tf.reduce_sum(log_likelihood_fn(batch, z)))
+        totals["kl"] += float(tf.reduce_sum(losses.kl_divergence(z_mean, z_log_var)))
+        totals["log_px"] += float(tf.reduce_sum(estimate(batch, tf.constant(seed + start))))
+        if bar is not None:
+            bar.add(len(batch))
+    count = len(images)
+    num_pixels = int(np.prod(images.shape[1:]))
+    nll = -totals["log_px"] / count
+    result = {
+        "num_examples": count, "likelihood": config.likelihood, "binarize": config.binarize,
+        "iw_samples": num_samples,
+        "elbo_nats": -(totals["reconstruction"] + totals["kl"]) / count,
+        "reconstruction_nats": totals["reconstruction"] / count,
+        "kl_nats": totals["kl"] / count,
+        "nll_iwae_nats": nll, "bits_per_dim": nll / (num_pixels * math.log(2.0)),
+    }
+    if model.conditional:
+        result.update(_classifier_metrics(model, images, labels, seed))
+    return result
+
+
+def _classifier_metrics(model, images, labels, seed, per_class: int = 100) -> dict:
+    """Test accuracy, and how often generated images are classified as their class."""
+    predictions = np.concatenate([
+        np.argmax(model.classifier(tf.constant(images[s:s + 1000]), training=False), axis=-1)
+        for s in range(0, len(images), 1000)])
+    classes = np.repeat(np.arange(model.num_classes), per_class)
+    generated = model.decode(tf.constant(inspection.prior_z(len(classes), model.z_dim, seed)),
+                             tf.constant(classes, tf.int32))
+    assigned = np.argmax(model.classifier(generated, training=False), axis=-1)
+    return {"classifier_accuracy": float(np.mean(predictions == labels)),
+            "generated_class_agreement": float(np.mean(assigned == classes))}
+
+
+def evaluate_run(model_dir: str, num_examples: int = 0, num_samples: int = 5000,
+                 batch_size: int = 100, chunk_size: int = 500, data_dir: str = "",
+                 progress: bool = True) -> dict:
+    """Evaluates the latest checkpoint on the test split; writes evaluation.json."""
+    config, state = training.restore_trained(model_dir)
+    dataset = data.load_dataset(config.dataset, data_dir or config.data_dir)
+    test = data.prepare_test_split(dataset.test, config.binarize)
+    count = num_examples or len(test)
+    images = test.images[:count, ..., np.newaxis].astype(np.float32) / 255.0
+    result = evaluate_model(state.model, config, images, test.labels[:count], num_samples,
+                            batch_size, chunk_size, config.seed, progress)
+    result.update(epoch=state.completed_epochs, dataset=config.dataset,
+                  decoder_std=config.decoder_std if config.likelihood == "gaussian" else None)
+    path = os.path.join(model_dir, "evaluation.json")
+    with open(path + ".tmp", "w") as stream:
+        json.dump(result, stream, indent=2, sort_keys=True)
+    os.replace(path + ".tmp", path)
+    writer = tf.summary.create_file_writer(
+        os.path.join(model_dir, run_dir.TENSORBOARD_DIR, "evaluation"))
+    with writer.as_default():
+        for key in ("elbo_nats", "nll_iwae_nats", "bits_per_dim", "classifier_accuracy",
+                    "generated_class_agreement"):
+            if key in result:
+                tf.summary.scalar(key, result[key], step=state.completed_epochs)
+    writer.close()
+    return result
