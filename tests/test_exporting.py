@@ -125,3 +125,7 @@ def test_export_command_needs_a_trained_run(tmp_path):
                              env=dict(os.environ, PYTHONPATH=REPO_ROOT))
     assert process.returncode == 1
     assert f"error: --model_dir={tmp_path} holds no vae_tf run" in process.stderr
+    missing = subprocess.run([sys.executable, "-m", "vae_tf.export"], capture_output=True,
+                             text=True, timeout=120, cwd=REPO_ROOT,
+                             env=dict(os.environ, PYTHONPATH=REPO_ROOT))
+    assert missing.returncode == 1 and "error: --model_dir is required" in missing.stderr

@@ -59,6 +59,14 @@ def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> Config:
     return Config(**values).validate()
 
 
+def require_model_dir(model_dir: str) -> str:
+    """The --model_dir of a command that works on an existing run, which it requires."""
+    if not model_dir:
+        raise ConfigError("--model_dir is required: the folder of a run trained with "
+                          "python -m vae_tf.train.")
+    return model_dir
+
+
 def run(main) -> None:
     """Runs `main(argv)` under absl, turning user errors into one line and exit 1.
 

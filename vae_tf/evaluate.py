@@ -26,9 +26,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv  # cli.run rejects positional arguments
-    if not FLAGS.model_dir:
-        raise ConfigError("--model_dir is required: the folder of a run trained with "
-                          "python -m vae_tf.train.")
+    cli.require_model_dir(FLAGS.model_dir)
     for name in ("iw_samples", "batch_size", "chunk_size"):
         if FLAGS[name].value < 1:
             raise ConfigError(f"--{name}={FLAGS[name].value} must be at least 1.")

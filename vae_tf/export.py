@@ -12,7 +12,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import flags  # noqa: E402
 
 from vae_tf import cli  # noqa: E402
-from vae_tf.errors import ConfigError  # noqa: E402
 
 flags.DEFINE_string("model_dir", "", "Folder of the run to export (as given to vae_tf.train).")
 flags.DEFINE_boolean("overwrite", False, "Replace an existing <model_dir>/saved_model.")
@@ -21,9 +20,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv  # cli.run rejects positional arguments
-    if not FLAGS.model_dir:
-        raise ConfigError("--model_dir is required: the folder of a run trained with "
-                          "python -m vae_tf.train.")
+    cli.require_model_dir(FLAGS.model_dir)
     from vae_tf import exporting, training
 
     config, state = training.restore_trained(FLAGS.model_dir)

@@ -33,9 +33,8 @@ def main(argv):
     del argv  # cli.run rejects positional arguments
     if FLAGS.plot not in PLOTS:
         raise ConfigError(f"--plot={FLAGS.plot} is not one of {', '.join(PLOTS)}.")
-    if FLAGS.plot != "compare" and not FLAGS.model_dir:
-        raise ConfigError("--model_dir is required: the folder of a run trained with "
-                          "python -m vae_tf.train.")
+    if FLAGS.plot != "compare":
+        cli.require_model_dir(FLAGS.model_dir)
     if FLAGS.steps < 2 or FLAGS.traversal_range <= 0:
         raise ConfigError(f"--steps={FLAGS.steps} must be at least 2 and --traversal_range="
                           f"{FLAGS.traversal_range} positive.")
