@@ -99,8 +99,10 @@ def test_a_process_with_only_tensorflow_uses_every_signature(exported, name, tmp
 def test_decode_explains_a_wrong_z_width_and_a_bad_label(exported):
     loaded = tf.saved_model.load(os.path.join(exported["conditional"].model_dir, "saved_model"))
     decode = loaded.signatures["decode"]
-    with pytest.raises(tf.errors.InvalidArgumentError, match="z must have z_dim=3 columns"):
-        decode(z=tf.zeros((2, 5)), label=tf.constant([0, 1]))
+    # Repeated: the check must win every time, not only when it happens to run first.
+    for _ in range(20):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="z must have z_dim=3 columns"):
+            decode(z=tf.zeros((2, 5)), label=tf.constant([0, 1]))
     with pytest.raises(tf.errors.InvalidArgumentError, match="label must be below 10"):
         decode(z=tf.zeros((2, 3)), label=tf.constant([0, 12]))
 

@@ -51,24 +51,37 @@ class ExportModule(tf.Module):
         self.z_dim = model.z_dim
         self.num_classes = model.num_classes
 
-    def _check_z(self, z):
-        tf.debugging.assert_equal(tf.shape(z)[1], self.z_dim, message=(
-            f"z must have z_dim={self.z_dim} columns; pass a [batch, {self.z_dim}] tensor"))
+    @staticmethod
+    def _after(checks, tensor):
+        """`tensor`, usable only once every check has passed.
 
-    def _check_labels(self, labels):
-        tf.debugging.assert_greater_equal(labels, 0, message="label must be 0 or more")
-        tf.debugging.assert_less(labels, self.num_classes, message=(
-            f"label must be below {self.num_classes}, the number of classes"))
+        Without the control dependency nothing orders an assertion before the
+        model's own ops, and a wrong shape could fail first with a bare
+        matrix-size error.
+        """
+        with tf.control_dependencies(checks):
+            return tf.identity(tensor)
+
+    def _checked_z(self, z):
+        return self._after([tf.debugging.assert_equal(tf.shape(z)[1], self.z_dim, message=(
+            f"z must have z_dim={self.z_dim} columns; pass a [batch, {self.z_dim}] tensor"))], z)
+
+    def _checked_labels(self, labels):
+        return self._after([
+            tf.debugging.assert_greater_equal(labels, 0, message="label must be 0 or more"),
+            tf.debugging.assert_less(labels, self.num_classes, message=(
+                f"label must be below {self.num_classes}, the number of classes"))], labels)
 
     def _decode(self, z, label=None):
-        self._check_z(z)
+        z = self._checked_z(z)
         if label is not None:
-            self._check_labels(label)
+            label = self._checked_labels(label)
         return {"images": self.model.decode(z, label)}
 
     def _encode(self, images):
-        tf.debugging.assert_equal(tf.shape(images)[1:], tf.constant(IMAGE_SHAPE), message=(
-            "images must be [batch, 28, 28, 1]"))
+        images = self._after([tf.debugging.assert_equal(
+            tf.shape(images)[1:], tf.constant(IMAGE_SHAPE),
+            message="images must be [batch, 28, 28, 1]")], images)
         z_mean, z_log_var = self.model.encoder(images, training=False)
         outputs = {"z_mean": z_mean, "z_log_var": z_log_var}
         if self.model.conditional:
@@ -76,7 +89,8 @@ class ExportModule(tf.Module):
         return outputs
 
     def _generate(self, num_images, seed, label=None):
-        tf.debugging.assert_non_negative(num_images, message="num_images must be 0 or more")
+        num_images = self._after([tf.debugging.assert_non_negative(
+            num_images, message="num_images must be 0 or more")], num_images)
         z = tf.random.stateless_normal(tf.stack([num_images, self.z_dim]),
                                        seed=tf.stack([seed, tf.constant(0, tf.int64)]))
         if label is not None:
