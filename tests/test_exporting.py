@@ -45,7 +45,8 @@ LOADER = textwrap.dedent("""
         encode={k: list(v.shape) for k, v in encoded.items()},
         class_probs_sum=float(encoded["class_probs"].numpy().sum(axis=1).mean())
         if "class_probs" in encoded else None,
-        generate_shape=list(generated.shape), generate_repeatable=bool(np.array_equal(generated, again)),
+        generate_shape=list(generated.shape),
+        generate_repeatable=bool(np.array_equal(generated, again)),
         vae_tf_imported="vae_tf" in sys.modules)
     print(json.dumps(report))
 """)

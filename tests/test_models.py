@@ -156,7 +156,8 @@ def test_different_seeds_give_different_weights():
     a = models.build_vae(_small("mlp", seed=1), 10)
     keras.utils.set_random_seed(2)
     b = models.build_vae(_small("mlp", seed=2), 10)
-    assert not np.array_equal(a.encoder.mean_head.kernel.numpy(), b.encoder.mean_head.kernel.numpy())
+    assert not np.array_equal(a.encoder.mean_head.kernel.numpy(),
+                              b.encoder.mean_head.kernel.numpy())
 
 
 def test_model_can_overfit_one_batch():

@@ -38,8 +38,8 @@ def define_config_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         elif isinstance(default, float):
             flags.DEFINE_float(field.name, default, help_text, flag_values=flag_values)
         elif isinstance(default, list):
-            flags.DEFINE_list(field.name, [str(v) for v in default], help_text + " Comma-separated.",
-                              flag_values=flag_values)
+            flags.DEFINE_list(field.name, [str(v) for v in default],
+                              help_text + " Comma-separated.", flag_values=flag_values)
         else:
             flags.DEFINE_string(field.name, default, help_text, flag_values=flag_values)
 

@@ -181,7 +181,8 @@ def manifold(images, values, title="Decoded latent plane") -> Figure:
 def traversal(images, values, title="Latent traversal") -> Figure:
     """[Z, S, 28, 28]: row d sweeps latent dimension d over `values`, others fixed."""
     return image_grid(images, title=title, row_labels=[f"z[{d}]" for d in range(len(images))],
-                      col_labels=[f"{v:.1f}" for v in values], xlabel="value of the swept dimension")
+                      col_labels=[f"{v:.1f}" for v in values],
+                      xlabel="value of the swept dimension")
 
 
 def interpolation(images, title="Interpolation between two test images") -> Figure:
