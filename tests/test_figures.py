@@ -92,3 +92,17 @@ def test_figures_every_zero_writes_none(tiny_args):
     result = training.train_and_evaluate(parse_config("--arch=mlp", "--z_dim=2", *tiny_args,
                                                       "--epochs=1", "--figures_every=0"))
     assert not os.path.exists(os.path.join(result.model_dir, "figures"))
+
+
+def test_a_resumed_run_draws_figures_spanning_every_epoch(tiny_args):
+    args = ["--arch=mlp", "--z_dim=2", "--encoder_layers=16", "--decoder_layers=16",
+            "--steps_per_epoch=2", "--noexport", *tiny_args]
+    training.train_and_evaluate(parse_config(*args, "--epochs=1"))
+    result = training.train_and_evaluate(parse_config(*args, "--epochs=2"))
+    directory = os.path.join(result.model_dir, "figures")
+    with Image.open(os.path.join(directory, "scatter.gif")) as gif:
+        assert gif.n_frames == 2
+    with Image.open(os.path.join(directory, "reconstructions_by_epoch.png")) as stacked:
+        height = stacked.size[1]
+    with Image.open(os.path.join(directory, "reconstructions_epoch_002.png")) as single:
+        assert height > single.size[1]  # three rows (original, epoch 1, epoch 2) against two

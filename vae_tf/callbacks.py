@@ -132,6 +132,10 @@ class FigureWriter(keras.callbacks.Callback):
         self.tracing = False
         self.graph_written = False
 
+    def on_train_begin(self, logs=None):
+        # Earlier epochs' arrays, read once, so that a resumed run's figures span all epochs.
+        self.history = figures.load_history(self.model_dir)
+
     def on_train_batch_begin(self, batch, logs=None):
         if not self.graph_written and not self.tracing:
             tf.summary.trace_on(graph=True, profiler=False)
@@ -148,10 +152,10 @@ class FigureWriter(keras.callbacks.Callback):
         completed = epoch + 1
         if completed % self.every == 0 or completed == self.last_epoch:
             figures.write_epoch(self.model, self.fixed, completed, self.model_dir,
-                                run_dir.read_metrics(self.model_dir), self.writer)
+                                run_dir.read_metrics(self.model_dir), self.history, self.writer)
 
     def on_train_end(self, logs=None):
-        figures.write_animations(self.model_dir, self.fixed)
+        figures.write_animations(self.model_dir, self.fixed, self.history)
         z_mean, _ = inspection.encode(self.model, self.fixed.test_images)
         figures.write_projector(self.figures_log_dir, z_mean, self.fixed)
         self.writer.close()

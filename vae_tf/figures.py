@@ -68,7 +68,7 @@ def load_history(model_dir: str) -> dict:
 
 
 def _save(figure, path: str) -> str:
-    figure.savefig(path, dpi=FRAME_DPI if path.endswith("_frame.png") else 100)
+    figure.savefig(path, dpi=100)
     return path
 
 
@@ -104,10 +104,12 @@ def epoch_figures(epoch: int, arrays: dict, history: dict, fixed: FixedInputs,
 
 
 def write_epoch(model, fixed: FixedInputs, epoch: int, model_dir: str, metrics: list,
-                writer=None) -> list:
+                history: dict, writer=None) -> list:
     """Writes the figures of `epoch` (1-based) and returns their paths.
 
-    With a TensorBoard `writer`, also logs the reconstruction, sample and
+    `history` ({epoch: arrays}, as from `load_history`) gains this epoch's
+    arrays, in memory and on disk; figures spanning epochs draw from it. With
+    a TensorBoard `writer`, also logs the reconstruction, sample and
     conditional images and histograms of z_mean and exp(z_log_var).
     """
     os.makedirs(os.path.join(model_dir, HISTORY_DIR), exist_ok=True)
@@ -115,7 +117,10 @@ def write_epoch(model, fixed: FixedInputs, epoch: int, model_dir: str, metrics: 
     history_path = os.path.join(model_dir, HISTORY_DIR, f"epoch_{epoch:03d}.npz")
     np.savez_compressed(history_path + ".tmp.npz", **arrays)
     os.replace(history_path + ".tmp.npz", history_path)
-    history = {e: h for e, h in load_history(model_dir).items() if e <= epoch}
+    history[epoch] = arrays
+    # Epochs after this one can only be left over from a run stopped before its checkpoint.
+    for stale in [e for e in history if e > epoch]:
+        del history[stale]
     figures = epoch_figures(epoch, arrays, history, fixed, metrics)
     paths = [_save(figure, os.path.join(model_dir, FIGURES_DIR, name))
              for name, figure in figures.items()]
@@ -150,9 +155,8 @@ def _gif(figures: list, path: str) -> str:
     return path
 
 
-def write_animations(model_dir: str, fixed: FixedInputs) -> list:
-    """GIFs of the latent scatter, manifold and conditional row across epochs."""
-    history = load_history(model_dir)
+def write_animations(model_dir: str, fixed: FixedInputs, history: dict) -> list:
+    """GIFs of the latent scatter, manifold and conditional row across the epochs of `history`."""
     if not history:
         return []
     epochs = sorted(history)
