@@ -237,3 +237,11 @@ def test_dynamic_binarization_redraws_per_batch_and_resumes_exactly(folder):
     first_pass = np.concatenate([b[0] for b in stream[:3]]).sum()
     second_pass = np.concatenate([b[0] for b in stream[3:6]]).sum()
     assert first_pass != second_pass
+
+
+def test_float_images_scale_to_unit_range_with_a_channel(folder):
+    split = data.read_split(folder, "test")
+    images = split.float_images(5)
+    assert images.shape == (5, 28, 28, 1) and images.dtype == np.float32
+    np.testing.assert_allclose(images[..., 0] * 255.0, split.images[:5], atol=1e-4)
+    assert split.float_images().shape[0] == len(split)

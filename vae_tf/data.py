@@ -56,6 +56,10 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def float_images(self, count=None) -> np.ndarray:
+        """The first `count` images (all by default) as [N, 28, 28, 1] float32 in [0, 1]."""
+        return self.images[:count, ..., np.newaxis].astype(np.float32) / 255.0
+
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:

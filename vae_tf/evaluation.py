@@ -124,7 +124,7 @@ def evaluate_run(model_dir: str, num_examples: int = 0, num_samples: int = 5000,
     dataset = data.load_dataset(config.dataset, data_dir or config.data_dir)
     test = data.prepare_test_split(dataset.test, config.binarize)
     count = num_examples or len(test)
-    images = test.images[:count, ..., np.newaxis].astype(np.float32) / 255.0
+    images = test.float_images(count)
     result = evaluate_model(state.model, config, images, test.labels[:count], num_samples,
                             batch_size, chunk_size, config.seed, progress)
     result.update(epoch=state.completed_epochs, dataset=config.dataset,

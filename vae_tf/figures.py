@@ -38,7 +38,7 @@ class FixedInputs:
 
     @classmethod
     def from_split(cls, split, class_names, seed, max_test=10000):
-        images = split.images[:max_test, ..., np.newaxis].astype(np.float32) / 255.0
+        images = split.float_images(max_test)
         labels = split.labels[:max_test]
         return cls(images[inspection.one_per_class(labels)], images, labels, tuple(class_names),
                    seed)

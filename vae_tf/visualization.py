@@ -43,14 +43,10 @@ def load_run(model_dir: str, data_dir: str = "") -> LoadedRun:
     return LoadedRun(model_dir, config, state.model, state.completed_epochs, dataset)
 
 
-def _test_images(run: LoadedRun) -> np.ndarray:
-    return run.dataset.test.images[..., np.newaxis].astype(np.float32) / 255.0
-
-
 def figure_for(run: LoadedRun, plot: str, options: PlotOptions):
     """The Figure of one `plot` for a loaded run."""
     model, epoch = run.model, run.epoch
-    images = _test_images(run)
+    images = run.dataset.test.float_images()
     examples = images[inspection.one_per_class(run.dataset.test.labels)]
     label = options.label if model.conditional else None
     if plot == "reconstructions":
@@ -124,7 +120,7 @@ def compare_runs(model_dirs: list, options: PlotOptions = None) -> list:
             raise ConfigError(f"--model_dirs mixes data sets: {model_dir} is "
                               f"{run.config.dataset}; compare runs on the same data set.")
         class_names = run.dataset.class_names
-        z_mean, _ = inspection.encode(run.model, _test_images(run))
+        z_mean, _ = inspection.encode(run.model, run.dataset.test.float_images())
         name = f"{os.path.basename(os.path.normpath(model_dir))} (beta={run.config.beta:g})"
         runs.append((name, z_mean, run.dataset.test.labels, run_dir.read_metrics(model_dir)))
     names = "_vs_".join(os.path.basename(os.path.normpath(d)) for d in model_dirs)
