@@ -8,7 +8,6 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import flags  # noqa: E402
 
 from vae_tf import cli, data  # noqa: E402
 
@@ -55,10 +54,7 @@ def tiny_data_dir(tmp_path_factory):
 
 def parse_config(*args):
     """A Config parsed from command-line arguments exactly as `vae_tf.train` does."""
-    flag_values = flags.FlagValues()
-    cli.define_config_flags(flag_values)
-    flag_values(["vae_tf.train", *args])
-    return cli.config_from_flags(flag_values)
+    return cli.config_from_args(list(args))
 
 
 @pytest.fixture

@@ -59,6 +59,21 @@ def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> Config:
     return Config(**values).validate()
 
 
+def config_from_args(args: list) -> Config:
+    """The validated Config of command-line style arguments, parsed as `vae_tf.train` does.
+
+    For notebooks and scripts: ``config_from_args(["--flagfile=flags/conv_bernoulli.flags",
+    "--epochs=2"])`` reads a preset and overrides one of its settings.
+    """
+    flag_values = flags.FlagValues()
+    define_config_flags(flag_values)
+    try:
+        flag_values(["vae_tf", *args])
+    except flags.Error as error:
+        raise ConfigError(str(error)) from None
+    return config_from_flags(flag_values)
+
+
 def require_model_dir(model_dir: str) -> str:
     """The --model_dir of a command that works on an existing run, which it requires."""
     if not model_dir:
