@@ -108,6 +108,10 @@ class Config:
     learning_rate: float = _field(1e-3, "Adam learning rate.")
     seed: int = _field(0, "Seed of the weights, the data order, dropout and the latent "
                        "noise; the same seed gives the same run.")
+    deterministic: bool = _field(
+        False, "Make TensorFlow's ops deterministic (tf.config.experimental."
+        "enable_op_determinism). With a fixed --seed, a run stopped at any moment and resumed "
+        "then ends with bitwise the same weights as a run never stopped.")
     jit_compile: bool = _field(False, "Compile the training and test steps with XLA. Off by "
                                "default: on a 2-core CPU it measured slower for both models.")
     figures_every: int = _field(1, "Write figures (reconstructions, samples, latent plots) "
@@ -198,6 +202,11 @@ class Config:
                      ",".join(map(str, values)), "needs one or more positive integers")
         _require(self.decoder_dense_units >= 1, "decoder_dense_units",
                  self.decoder_dense_units, "must be at least 1")
+        if self.binarize != "none" and self.likelihood != "bernoulli":
+            raise ConfigError(
+                f"--binarize={self.binarize} needs --likelihood=bernoulli: binary pixels under "
+                f"a {self.likelihood} likelihood give neither sharper images nor comparable "
+                f"likelihoods; use --binarize=none, or --likelihood=bernoulli.")
         for name in ("encoder_strides", "decoder_strides"):
             if len(getattr(self, name)) != len(self.conv_filters):
                 raise ConfigError(

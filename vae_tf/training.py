@@ -9,8 +9,12 @@ order an uninterrupted run would have had.
 """
 
 import dataclasses
+import glob
 import math
 import os
+import re
+import shutil
+import sys
 
 import keras
 import tensorflow as tf
@@ -61,22 +65,79 @@ def restore_run(config: Config, model_dir: str, num_classes: int = data.NUM_CLAS
     manager = tf.train.CheckpointManager(
         checkpoint, os.path.join(model_dir, run_dir.CHECKPOINT_DIR),
         max_to_keep=config.keep_checkpoints)
-    if manager.latest_checkpoint:
-        try:
-            checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        except (AssertionError, ValueError, tf.errors.OpError) as error:
-            first_line = str(error).strip().splitlines()[0]
-            raise RunDirError(f"{manager.latest_checkpoint}: does not match this configuration "
-                              f"({first_line}); use another --model_dir, or --overwrite to "
-                              f"move the old run aside.") from None
+    _restore_newest_readable(checkpoint, manager)
     return RunState(model, checkpoint, manager, epoch)
+
+
+def _checkpoint_paths(manager: tf.train.CheckpointManager) -> list:
+    """Checkpoint prefixes, oldest first: the manager's record, or the files if it is lost."""
+    if manager.checkpoints:
+        return list(manager.checkpoints)
+    # Without the record (a deleted or unreadable `checkpoint` file) the files still count:
+    # training must not silently start over beside them.
+    indexes = glob.glob(os.path.join(manager.directory, "ckpt-*.index"))
+    numbered = [(int(m.group(1)), path[:-len(".index")]) for path in indexes
+                if (m := re.search(r"ckpt-(\d+)\.index$", path))]
+    return [path for _, path in sorted(numbered)]
+
+
+def _restore_newest_readable(checkpoint: tf.train.Checkpoint,
+                             manager: tf.train.CheckpointManager) -> None:
+    """Restores the newest checkpoint that reads whole, saying which unreadable ones it skipped.
+
+    A checkpoint whose files are truncated or missing (a kill during the
+    write, a full disk) is skipped with a one-line warning in favour of the one
+    before it. One that reads but does not fit the model is another
+    configuration's, and refused. If checkpoints exist but none reads, the run
+    stops rather than start over.
+    """
+    paths = _checkpoint_paths(manager)
+    skipped = []
+    for path in reversed(paths):
+        try:
+            status = checkpoint.restore(path)
+        except (tf.errors.OpError, IndexError) as error:  # unreadable files
+            skipped.append(f"{path} ({_first_line(error)})")
+            continue
+        except ValueError as error:  # a variable of another shape
+            raise _foreign_checkpoint(path, error) from None
+        try:
+            status.assert_existing_objects_matched()
+        except AssertionError as error:
+            raise _foreign_checkpoint(path, error) from None
+        for unreadable in skipped:
+            print(f"vae_tf: warning: skipped the unreadable checkpoint {unreadable}; "
+                  f"resuming from {path}.", file=sys.stderr)
+        return
+    if skipped:
+        raise RunDirError(f"no checkpoint in {manager.directory} can be read: {skipped[0]}; "
+                          f"move the folder aside to start over, or pass --overwrite.")
+
+
+def _remove_interrupted_writes(model_dir: str) -> None:
+    """Deletes the temporary folders of checkpoint writes that a kill interrupted.
+
+    TensorFlow writes a checkpoint into `ckpt-N_temp/` and renames the files
+    into place, so these folders never hold a usable checkpoint.
+    """
+    for folder in glob.glob(os.path.join(model_dir, run_dir.CHECKPOINT_DIR, "ckpt-*_temp")):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def _foreign_checkpoint(path: str, error: Exception) -> RunDirError:
+    return RunDirError(f"{path}: does not match this configuration ({_first_line(error)}); use "
+                       f"another --model_dir, or --overwrite to move the old run aside.")
 
 
 def restore_trained(model_dir: str):
     """(config, RunState) of a run with at least one checkpoint; RunDirError otherwise."""
     config = run_dir.load_config(model_dir)
     state = restore_run(config, model_dir)
-    if state.manager.latest_checkpoint is None:
+    if not _checkpoint_paths(state.manager):
         raise RunDirError(f"--model_dir={model_dir} has no checkpoint yet; train at least one "
                           f"epoch first.")
     return config, state
@@ -92,7 +153,10 @@ def train_and_evaluate(config: Config) -> TrainResult:
                           f"split; use a smaller --batch_size.")
     model_dir = run_dir.prepare(config)  # only now, so bad data leaves no folder behind
 
+    _remove_interrupted_writes(model_dir)
     keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
     state = restore_run(config, model_dir)
     initial_epoch = state.completed_epochs
     run_dir.write_config(config, model_dir)

@@ -1,0 +1,218 @@
+"""Faults a long run must survive: SIGKILL at any moment, and unreadable checkpoints.
+
+The kill test runs `python -m vae_tf.train` in a subprocess, kills it with
+SIGKILL at chosen moments (inside an epoch, during a checkpoint write, just
+after a checkpoint), reruns the same command each time, and compares the
+final weights with those of a run never interrupted.
+"""
+
+import glob
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import REPO_ROOT, parse_config
+from vae_tf import training
+from vae_tf.errors import RunDirError
+
+# Wide layers make each checkpoint about 45 MB, so that its write takes long enough to be
+# caught, and every epoch gives another chance to catch one; --deterministic makes the
+# weights of separate processes comparable bit for bit.
+KILL_ARGS = ["--arch=mlp", "--encoder_layers=1024,1024", "--decoder_layers=1024,1024",
+             "--z_dim=4", "--batch_size=32", "--steps_per_epoch=30", "--epochs=5",
+             "--figures_every=1", "--noexport", "--noprogress_bar", "--deterministic",
+             "--seed=7", "--eval_batch_size=60"]
+TIMEOUT = 120
+
+
+def _command(data_dir, model_dir):
+    return [sys.executable, "-m", "vae_tf.train", *KILL_ARGS, f"--data_dir={data_dir}",
+            f"--model_dir={model_dir}"]
+
+
+def _environment():
+    return dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="3")
+
+
+def _checkpoint_files(model_dir):
+    return sorted(glob.glob(os.path.join(model_dir, "checkpoints", "ckpt-*.index")))
+
+
+def _temporary(model_dir):
+    """The folders a checkpoint is written into before it is renamed into place."""
+    return set(glob.glob(os.path.join(model_dir, "checkpoints", "*_temp")))
+
+
+def _run_until_killed(name, command, model_dir, ready, delay):
+    """Starts `command`, polls until `ready(model_dir, checkpoints at start)`, waits `delay`
+    seconds, then SIGKILLs it.
+
+    Returns what the model directory showed at the moment of the kill.
+    """
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=_environment(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + TIMEOUT
+    # Left over from an earlier kill, these do not count as a write in progress.
+    baseline = len(_checkpoint_files(model_dir)), _temporary(model_dir)
+    try:
+        while not ready(model_dir, *baseline):
+            if process.poll() is not None:
+                pytest.fail(f"the run ended (exit {process.returncode}) before the kill point "
+                            f"{name!r}, with {len(_checkpoint_files(model_dir))} checkpoints "
+                            f"(first {baseline[0]}): {process.stderr.read().decode()[-300:]}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"the kill point {name!r} was never reached")
+            time.sleep(0.0002)
+        time.sleep(delay)
+        seen = {"checkpoints": len(_checkpoint_files(model_dir)),
+                "writing": bool(_temporary(model_dir) - baseline[1])}
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
+    return seen
+
+
+def _final_variables(model_dir):
+    reader = tf.train.load_checkpoint(os.path.join(model_dir, "checkpoints"))
+    # Every variable: the weights (reached through the optimizer), Adam's moments, the
+    # epoch, and the random generators' states.
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+            if name != "_CHECKPOINTABLE_OBJECT_GRAPH"}
+
+
+@pytest.mark.slow
+def test_sigkill_at_any_moment_then_rerun_gives_bitwise_the_same_weights(tiny_data_dir,
+                                                                       tmp_path):
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    done = subprocess.run(_command(tiny_data_dir, reference), cwd=REPO_ROOT, env=_environment(),
+                          capture_output=True, text=True, timeout=TIMEOUT * 2)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+    command = _command(tiny_data_dir, killed)
+    tensorboard = killed / "tensorboard" / "train"
+    kills = [
+        # Inside epoch 1, before any checkpoint exists.
+        ("inside epoch 1", lambda d, done, temporary: tensorboard.exists(), 0.1),
+        # While a checkpoint's files are being written.
+        ("during a checkpoint write",
+         lambda d, done, temporary: bool(_temporary(d) - temporary), 0.0),
+        # Inside the epoch after one this process completed and saved (the index file
+        # appears when the write is complete).
+        ("inside an epoch after a checkpoint",
+         lambda d, done, temporary: len(_checkpoint_files(d)) > done, 0.15),
+    ]
+    seen = {}
+    for name, ready, delay in kills:
+        seen[name] = _run_until_killed(name, command, str(killed), ready, delay)
+    assert seen["inside epoch 1"]["checkpoints"] == 0, seen
+    assert seen["during a checkpoint write"]["writing"], seen
+    finish = subprocess.run(command, cwd=REPO_ROOT, env=_environment(), capture_output=True,
+                            text=True, timeout=TIMEOUT * 2)
+    assert finish.returncode == 0, finish.stderr[-2000:]
+    assert "resuming after epoch" in finish.stdout
+
+    expected, actual = _final_variables(str(reference)), _final_variables(str(killed))
+    assert expected.keys() == actual.keys() and len(expected) >= 30
+    for name in expected:
+        np.testing.assert_array_equal(expected[name], actual[name], err_msg=name)
+    with open(reference / "metrics.csv") as a, open(killed / "metrics.csv") as b:
+        assert len(a.read().splitlines()) == len(b.read().splitlines()) == 6
+    assert not _temporary(str(killed))  # the interrupted write's folder was cleared
+    print(seen)
+
+
+FAST = ["--arch=mlp", "--encoder_layers=32", "--decoder_layers=32", "--z_dim=2",
+        "--batch_size=32", "--figures_every=0", "--noexport"]
+
+
+def _corrupt(prefix, how):
+    data_file, index_file = prefix + ".data-00000-of-00001", prefix + ".index"
+    if how == "truncated data":
+        content = open(data_file, "rb").read()
+        open(data_file, "wb").write(content[:len(content) // 2])
+    elif how == "garbage index":
+        open(index_file, "wb").write(b"\0" * 64)
+    elif how == "missing data":
+        os.remove(data_file)
+
+
+@pytest.mark.parametrize("how", ["truncated data", "garbage index", "missing data"])
+def test_unreadable_latest_checkpoint_is_reported_and_the_previous_one_used(tiny_args, how,
+                                                                            capsys):
+    first = training.train_and_evaluate(parse_config(*FAST, *tiny_args, "--epochs=2"))
+    prefix = os.path.join(first.model_dir, "checkpoints", "ckpt-2")
+    _corrupt(prefix, how)
+    capsys.readouterr()
+    resumed = training.train_and_evaluate(parse_config(*FAST, *tiny_args, "--epochs=3"))
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 1
+    assert warnings[0].startswith(f"vae_tf: warning: skipped the unreadable checkpoint {prefix} (")
+    assert warnings[0].endswith("resuming from " + prefix[:-1] + "1.")
+    assert (resumed.initial_epoch, resumed.epochs) == (1, 3)
+    assert [row["epoch"] for row in resumed.metrics] == [0, 1, 2]
+    # The rewritten epoch-2 checkpoint is whole again.
+    tf.train.load_checkpoint(prefix)
+
+
+def test_checkpoints_without_their_record_are_still_found(tiny_args):
+    first = training.train_and_evaluate(parse_config(*FAST, *tiny_args, "--epochs=2"))
+    os.remove(os.path.join(first.model_dir, "checkpoints", "checkpoint"))
+    again = training.train_and_evaluate(parse_config(*FAST, *tiny_args, "--epochs=2"))
+    assert again.initial_epoch == 2
+
+
+def test_no_readable_checkpoint_stops_instead_of_starting_over(tiny_args):
+    first = training.train_and_evaluate(parse_config(*FAST, *tiny_args, "--epochs=1"))
+    prefix = os.path.join(first.model_dir, "checkpoints", "ckpt-1")
+    _corrupt(prefix, "garbage index")
+    with pytest.raises(RunDirError, match=r"no checkpoint in .*checkpoints can be read: "
+                                          r".*ckpt-1 \(not an sstable"):
+        training.train_and_evaluate(parse_config(*FAST, *tiny_args, "--epochs=2"))
+    assert os.path.getsize(prefix + ".index") == 64  # left for the user to inspect
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_keeps_the_last_checkpoint_and_says_how_to_resume(tiny_data_dir,
+                                                                              tmp_path):
+    model_dir = tmp_path / "run"
+    command = _command(tiny_data_dir, model_dir)
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=_environment(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while len(_checkpoint_files(str(model_dir))) < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr[-2000:]
+    assert "vae_tf: interrupted." in stderr and "run the same command again to resume" in stderr
+    assert "Traceback" not in stderr
+    saved = _checkpoint_files(str(model_dir))
+    assert saved and not _temporary(str(model_dir))
+    tf.train.load_checkpoint(saved[-1][:-len(".index")])  # whole
+    resumed = subprocess.run(command, cwd=REPO_ROOT, env=_environment(), capture_output=True,
+                             text=True, timeout=TIMEOUT * 2)
+    assert resumed.returncode == 0 and "resuming after epoch" in resumed.stdout
+
+
+def test_a_diverging_run_stops_naming_epoch_and_step_and_saves_nothing(tiny_args):
+    from vae_tf.errors import TrainingError
+
+    with pytest.raises(TrainingError, match=r"the loss became (nan|inf) in epoch 1, step \d+; "
+                                            r".*Try a lower --learning_rate"):
+        training.train_and_evaluate(parse_config(*FAST, *tiny_args, "--scale=log_var",
+                                                 "--learning_rate=1e6", "--epochs=2"))
+    model_dir = tiny_args[1].split("=", 1)[1]
+    assert _checkpoint_files(model_dir) == []
