@@ -36,6 +36,15 @@ def test_train_command_runs_an_epoch_and_reports_where_it_wrote(tiny_data_dir, t
     (["--dataset=cifar10"], "error: --dataset=cifar10 is not one of mnist, fashion_mnist."),
     (["--z_dim=0"], "error: --z_dim=0 must be at least 1."),
     (["--learning_rate=-1"], "error: --learning_rate=-1.0 must be positive."),
+    (["--arch=resnet"], "error: --arch=resnet is not one of mlp, conv."),
+    (["--likelihood=poisson"],
+     "error: --likelihood=poisson is not one of gaussian, squared_error, bernoulli."),
+    (["--batch_size=0"], "error: --batch_size=0 must be at least 1."),
+    (["--binarize=dynamic", "--likelihood=squared_error"],
+     "error: --binarize=dynamic needs --likelihood=bernoulli: binary pixels under a "
+     "squared_error likelihood give neither sharper images nor comparable likelihoods; use "
+     "--binarize=none, or --likelihood=bernoulli."),
+    (["--encoder_layers=64,x"], "error: --encoder_layers=64,x must be comma-separated integers."),
     (["stray"], "error: unexpected argument 'stray'; every setting is a --flag (see --help)."),
 ])
 def test_bad_flags_fail_with_one_line_before_any_work(args, message, tmp_path):
@@ -73,3 +82,29 @@ def test_verbosity_shows_the_traceback(tmp_path):
     result = _train("--data_dir=/nonexistent", f"--model_dir={tmp_path / 'r'}",
                     "--verbosity=1", timeout=120)
     assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_model_dir_that_cannot_be_created_is_named(tiny_data_dir, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    result = _train(f"--data_dir={tiny_data_dir}", f"--model_dir={blocker}/run", timeout=120)
+    assert result.returncode == 1
+    assert _error_lines(result) == [f"error: --model_dir={blocker}/run cannot be created (Not a "
+                                    f"directory); choose a writable --model_dir."]
+
+
+@pytest.mark.parametrize("command", ["export", "evaluate", "visualize"])
+def test_commands_on_a_run_without_a_checkpoint_fail_in_one_line(command, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    environment = dict(os.environ, PYTHONPATH=REPO_ROOT)
+    for model_dir, expected in ((empty, "holds no vae_tf run"),
+                                (tmp_path / "missing", "holds no vae_tf run")):
+        result = subprocess.run([sys.executable, "-m", f"vae_tf.{command}",
+                                 f"--model_dir={model_dir}"], capture_output=True, text=True,
+                                timeout=120, cwd=REPO_ROOT, env=environment)
+        assert result.returncode == 1, result.stderr[-2000:]
+        [line] = _error_lines(result)
+        assert str(model_dir) in line and expected in line, line
+        assert "Traceback" not in result.stderr
+    assert os.listdir(empty) == []

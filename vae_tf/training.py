@@ -66,6 +66,9 @@ def restore_run(config: Config, model_dir: str, num_classes: int = data.NUM_CLAS
         checkpoint, os.path.join(model_dir, run_dir.CHECKPOINT_DIR),
         max_to_keep=config.keep_checkpoints)
     _restore_newest_readable(checkpoint, manager)
+    # The checkpoint holds the learning rate it was saved with; --learning_rate may change
+    # between resumes (to fine-tune at a lower rate), so the flag wins.
+    optimizer.learning_rate.assign(config.learning_rate)
     return RunState(model, checkpoint, manager, epoch)
 
 
