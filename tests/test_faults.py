@@ -8,7 +8,6 @@ final weights with those of a run never interrupted.
 
 import glob
 import os
-import shutil
 import signal
 import subprocess
 import sys

@@ -47,7 +47,7 @@ class StopOnNonFinite(keras.callbacks.Callback):
         self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        loss = float((logs or {}).get("loss", 0.0))
+        loss = float(np.mean((logs or {}).get("loss", 0.0)))  # [1] under multi-worker
         if not math.isfinite(loss):
             raise TrainingError(
                 f"the loss became {loss} in epoch {self.epoch + 1}, step {batch + 1}; the "

@@ -20,6 +20,7 @@ ARCHS = ("mlp", "conv")
 SCALES = ("log_var", "log_std", "softplus")
 LIKELIHOODS = ("gaussian", "squared_error", "bernoulli")
 BINARIZATIONS = ("none", "dynamic", "static")
+STRATEGIES = ("default", "mirrored", "multi_worker")
 ACTIVATIONS = ("sigmoid", "relu", "leaky_relu", "tanh", "elu", "softplus")
 
 
@@ -108,6 +109,11 @@ class Config:
     learning_rate: float = _field(1e-3, "Adam learning rate.")
     seed: int = _field(0, "Seed of the weights, the data order, dropout and the latent "
                        "noise; the same seed gives the same run.")
+    strategy: str = _field(
+        "default", "tf.distribute strategy: 'default' (one device), 'mirrored' (every local "
+        "GPU, or logical CPU device), or 'multi_worker' (several machines, configured by "
+        "TF_CONFIG; only the chief writes into --model_dir). --batch_size is the global batch, "
+        "split across replicas.", STRATEGIES)
     deterministic: bool = _field(
         False, "Make TensorFlow's ops deterministic (tf.config.experimental."
         "enable_op_determinism). With a fixed --seed, a run stopped at any moment and resumed "

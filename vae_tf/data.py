@@ -286,7 +286,8 @@ def train_pipeline(split: Split, batch_size: int, seed: int, start_batch: int = 
             .skip(skip)
             .enumerate(start_batch)
             .map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-            .prefetch(tf.data.AUTOTUNE))
+            .prefetch(tf.data.AUTOTUNE)
+            .with_options(_shard_by_data()))
 
 
 def eval_pipeline(split: Split, batch_size: int):
@@ -294,4 +295,16 @@ def eval_pipeline(split: Split, batch_size: int):
     return (tf.data.Dataset.from_tensor_slices((split.images, split.labels))
             .batch(batch_size)
             .map(_to_float, num_parallel_calls=tf.data.AUTOTUNE)
-            .prefetch(tf.data.AUTOTUNE))
+            .prefetch(tf.data.AUTOTUNE)
+            .with_options(_shard_by_data()))
+
+
+def _shard_by_data() -> tf.data.Options:
+    """Options that make multi-worker training split each batch among the workers.
+
+    The data comes from memory, not files, so tf.distribute's default attempt
+    to give each worker its own files would fail over with a warning.
+    """
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return options

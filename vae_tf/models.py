@@ -221,14 +221,31 @@ class VAE(keras.Model):
                 tracker.update_state(terms[tracker.name])
         if self.classifier is not None:
             self.accuracy.update_state(labels, outputs.class_logits)
-        return {tracker.name: tracker.result() for tracker in self.trackers}
+        logs = {tracker.name: tracker.result() for tracker in self.trackers}
+        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras 3 averages each worker's step logs along axis 0, which scalars lack
+            # (keras-team/keras#20585); the epoch's logs are read from the metrics anyway.
+            logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
+        return logs
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Under a tf.distribute strategy, Keras 3's fit first averages one batch across the
+        # replicas to build the model symbolically, which fails under
+        # MultiWorkerMirroredStrategy (keras-team/keras#20585). build_vae has already built
+        # the model, and restore_run the optimizer, so there is nothing left to build.
+        if self.built and self.optimizer is not None and self.optimizer.built:
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def train_step(self, data):
         images, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
             outputs = self(images, training=True)
             terms = self.example_losses(images, labels, outputs)
-            loss = tf.reduce_mean(terms["loss"])
+            # Summed over this replica's examples and divided by the global batch size
+            # (this replica's times the replicas), so that the gradients tf.distribute
+            # sums across replicas are those of the global batch's mean loss.
+            loss = tf.nn.compute_average_loss(terms["loss"])
         gradients = tape.gradient(loss, self.trainable_variables)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
         return self._update_metrics(terms, labels, outputs)

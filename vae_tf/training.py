@@ -15,11 +15,12 @@ import os
 import re
 import shutil
 import sys
+import tempfile
 
 import keras
 import tensorflow as tf
 
-from vae_tf import callbacks, data, exporting, figures, run_dir
+from vae_tf import callbacks, data, distribution, exporting, figures, run_dir
 from vae_tf.config import Config
 from vae_tf.errors import ConfigError, RunDirError
 from vae_tf.models import VAE, build_vae, random_states
@@ -48,12 +49,14 @@ class RunState:
         return int(self.epoch.numpy())
 
 
-def restore_run(config: Config, model_dir: str, num_classes: int = data.NUM_CLASSES) -> RunState:
+def restore_run(config: Config, model_dir: str, num_classes: int = data.NUM_CLASSES,
+                save_dir: str = None) -> RunState:
     """Builds the model and optimizer, then restores the newest checkpoint if any.
 
     Restoring into unbuilt objects silently does nothing, so the model is
     called on a batch and the optimizer built before the restore, which is then
-    checked to have matched every object.
+    checked to have matched every object. Checkpoints are read from
+    `model_dir`; with `save_dir`, new ones are saved there instead.
     """
     model = build_vae(config, num_classes)
     optimizer = keras.optimizers.Adam(config.learning_rate)
@@ -66,6 +69,8 @@ def restore_run(config: Config, model_dir: str, num_classes: int = data.NUM_CLAS
         checkpoint, os.path.join(model_dir, run_dir.CHECKPOINT_DIR),
         max_to_keep=config.keep_checkpoints)
     _restore_newest_readable(checkpoint, manager)
+    if save_dir:
+        manager = tf.train.CheckpointManager(checkpoint, save_dir, max_to_keep=1)
     # The checkpoint holds the learning rate it was saved with; --learning_rate may change
     # between resumes (to fine-tune at a lower rate), so the flag wins.
     optimizer.learning_rate.assign(config.learning_rate)
@@ -146,44 +151,16 @@ def restore_trained(model_dir: str):
     return config, state
 
 
-def train_and_evaluate(config: Config) -> TrainResult:
-    """Trains `config.epochs` epochs in total, resuming a run in the model directory."""
-    config.validate()
-    dataset = data.load_dataset(config.dataset, config.data_dir)
-    if config.batch_size > len(dataset.train):
-        raise ConfigError(f"--batch_size={config.batch_size} is larger than the "
-                          f"{len(dataset.train):,} images of the {config.dataset} training "
-                          f"split; use a smaller --batch_size.")
-    model_dir = run_dir.prepare(config)  # only now, so bad data leaves no folder behind
-
-    _remove_interrupted_writes(model_dir)
-    keras.utils.set_random_seed(config.seed)
-    if config.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    state = restore_run(config, model_dir)
-    initial_epoch = state.completed_epochs
-    run_dir.write_config(config, model_dir)
-    run_dir.trim_metrics(model_dir, initial_epoch)
-
-    print(f"vae_tf: {config.arch} VAE on {config.dataset} ({len(dataset.train):,} training and "
-          f"{len(dataset.test):,} test images from {dataset.source}) in {model_dir}"
-          + (f", resuming after epoch {initial_epoch}" if initial_epoch else ""))
-    if initial_epoch >= config.epochs:
-        print(f"vae_tf: already trained for {initial_epoch} epochs (--epochs={config.epochs}); "
-              f"raise --epochs to train further.")
-    else:
-        steps_per_epoch = config.steps_per_epoch or math.ceil(
-            len(dataset.train) / config.batch_size)
-        train_batches = data.train_pipeline(dataset.train, config.batch_size, config.seed,
-                                            start_batch=initial_epoch * steps_per_epoch,
-                                            binarize=config.binarize)
-        test_split = data.prepare_test_split(dataset.test, config.binarize)
-        test_batches = data.eval_pipeline(test_split, config.eval_batch_size)
-        # Order matters: the epoch is recorded everywhere before its checkpoint is saved.
-        epoch_callbacks = [
-            callbacks.KLWarmup(config.beta, config.kl_warmup_epochs),
-            callbacks.EpochTimer(),
-            callbacks.StopOnNonFinite(),
+def _epoch_callbacks(config, state, model_dir, dataset, test_split, chief: bool) -> list:
+    """The callbacks of `fit`, in order; a non-chief worker only keeps its own checkpoint."""
+    # Order matters: the epoch is recorded everywhere before its checkpoint is saved.
+    epoch_callbacks = [
+        callbacks.KLWarmup(config.beta, config.kl_warmup_epochs),
+        callbacks.EpochTimer(),
+        callbacks.StopOnNonFinite(),
+    ]
+    if chief:
+        epoch_callbacks += [
             callbacks.TensorBoardScalars(os.path.join(model_dir, run_dir.TENSORBOARD_DIR)),
             keras.callbacks.CSVLogger(os.path.join(model_dir, run_dir.METRICS_FILE),
                                       append=True),
@@ -194,14 +171,83 @@ def train_and_evaluate(config: Config) -> TrainResult:
             epoch_callbacks.append(callbacks.FigureWriter(
                 fixed, model_dir, os.path.join(model_dir, run_dir.TENSORBOARD_DIR),
                 config.figures_every, config.epochs))
-        epoch_callbacks.append(callbacks.EpochCheckpoint(state.manager, state.epoch))
+    epoch_callbacks.append(callbacks.EpochCheckpoint(state.manager, state.epoch))
+    return epoch_callbacks
+
+
+def train_and_evaluate(config: Config) -> TrainResult:
+    """Trains `config.epochs` epochs in total, resuming a run in the model directory.
+
+    Under `--strategy=multi_worker` every worker calls this; all of them read
+    the chief's checkpoints from the model directory, and the others write
+    theirs (which tf.distribute needs every worker to save) to a scratch folder
+    that is deleted at the end.
+    """
+    config.validate()
+    strategy = distribution.make_strategy(config.strategy)  # before any other TF op
+    chief = distribution.is_chief(strategy)
+    dataset = data.load_dataset(config.dataset, config.data_dir)
+    if config.batch_size > len(dataset.train):
+        raise ConfigError(f"--batch_size={config.batch_size} is larger than the "
+                          f"{len(dataset.train):,} images of the {config.dataset} training "
+                          f"split; use a smaller --batch_size.")
+    if config.batch_size % strategy.num_replicas_in_sync:
+        raise ConfigError(f"--batch_size={config.batch_size} does not split evenly over the "
+                          f"{strategy.num_replicas_in_sync} replicas of --strategy="
+                          f"{config.strategy}; use a multiple of "
+                          f"{strategy.num_replicas_in_sync}.")
+    if chief:
+        model_dir = run_dir.prepare(config)  # only now, so bad data leaves no folder behind
+        _remove_interrupted_writes(model_dir)
+        scratch = None
+    else:
+        model_dir = config.resolved_model_dir()
+        scratch = tempfile.mkdtemp(prefix="vae_tf-worker-")
+    try:
+        return _train(config, strategy, dataset, model_dir, scratch)
+    finally:
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _train(config, strategy, dataset, model_dir: str, scratch) -> TrainResult:
+    chief = scratch is None
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    with strategy.scope():
+        state = restore_run(config, model_dir, save_dir=scratch)
+    initial_epoch = state.completed_epochs
+    if chief:
+        run_dir.write_config(config, model_dir)
+        run_dir.trim_metrics(model_dir, initial_epoch)
+        print(f"vae_tf: {config.arch} VAE on {config.dataset} ({len(dataset.train):,} training "
+              f"and {len(dataset.test):,} test images from {dataset.source}) in {model_dir}"
+              + (f" on {strategy.num_replicas_in_sync} replicas"
+                 if strategy.num_replicas_in_sync > 1 else "")
+              + (f", resuming after epoch {initial_epoch}" if initial_epoch else ""))
+    if initial_epoch >= config.epochs:
+        if chief:
+            print(f"vae_tf: already trained for {initial_epoch} epochs (--epochs="
+                  f"{config.epochs}); raise --epochs to train further.")
+    else:
+        steps_per_epoch = config.steps_per_epoch or math.ceil(
+            len(dataset.train) / config.batch_size)
+        train_batches = data.train_pipeline(dataset.train, config.batch_size, config.seed,
+                                            start_batch=initial_epoch * steps_per_epoch,
+                                            binarize=config.binarize)
+        test_split = data.prepare_test_split(dataset.test, config.binarize)
+        test_batches = data.eval_pipeline(test_split, config.eval_batch_size)
         state.model.fit(train_batches, epochs=config.epochs, initial_epoch=initial_epoch,
                         steps_per_epoch=steps_per_epoch, validation_data=test_batches,
-                        callbacks=epoch_callbacks, shuffle=False,
-                        verbose=1 if config.progress_bar else 0)
+                        callbacks=_epoch_callbacks(config, state, model_dir, dataset,
+                                                   test_split, chief),
+                        shuffle=False, verbose=1 if config.progress_bar and chief else 0)
     if config.export and (initial_epoch < config.epochs or not os.path.isdir(
             os.path.join(model_dir, exporting.EXPORT_DIR))):
-        path = exporting.export_model(state.model, config, model_dir, overwrite=True)
-        print(f"vae_tf: exported the decoder as a SavedModel to {path}")
+        # Every worker saves (tf.distribute needs them all); only the chief's is kept.
+        path = exporting.export_model(state.model, config, scratch or model_dir, overwrite=True)
+        if chief:
+            print(f"vae_tf: exported the decoder as a SavedModel to {path}")
     return TrainResult(model_dir, state.model, initial_epoch, state.completed_epochs,
                        run_dir.read_metrics(model_dir))

@@ -1,0 +1,54 @@
+"""The `tf.distribute` strategy of a run, and which of its workers writes files.
+
+`--strategy=default` trains on one device. `mirrored` replicates the model on
+every local device (`tf.distribute.MirroredStrategy`: several GPUs, or logical
+CPU devices). `multi_worker` spans machines
+(`tf.distribute.MultiWorkerMirroredStrategy`), configured by the `TF_CONFIG`
+environment variable; every worker runs the same command, and only the chief
+writes checkpoints, summaries, figures and the export into --model_dir.
+"""
+
+import json
+import os
+
+import tensorflow as tf
+
+from vae_tf.config import STRATEGIES
+from vae_tf.errors import ConfigError
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """The strategy called `name`; multi_worker must be made before any other TF op."""
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        _check_tf_config()
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ConfigError(f"--strategy={name} is not one of {', '.join(STRATEGIES)}.")
+
+
+def _check_tf_config() -> None:
+    text = os.environ.get("TF_CONFIG", "")
+    try:
+        tf_config = json.loads(text) if text else None
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"--strategy=multi_worker: TF_CONFIG is not valid JSON ({error}).") \
+            from None
+    if not tf_config or "cluster" not in tf_config or "task" not in tf_config:
+        raise ConfigError(
+            "--strategy=multi_worker needs TF_CONFIG set on every worker, e.g. "
+            '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+            '"task": {"type": "worker", "index": 0}}.')
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the run's files: always, unless it is a non-chief worker."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
