@@ -80,6 +80,14 @@ def test_rerun_resumes_at_the_next_epoch_with_identical_weights(tiny_args):
         assert resumed.metrics[2][key] == pytest.approx(straight.metrics[2][key], rel=1e-6)
 
 
+def test_a_new_learning_rate_applies_on_resume(tiny_args):
+    training.train_and_evaluate(parse_config(*FAST, *tiny_args, "--epochs=1"))
+    resumed = training.train_and_evaluate(parse_config(*FAST, *tiny_args, "--epochs=2",
+                                                       "--learning_rate=0.0002"))
+    assert resumed.initial_epoch == 1
+    assert float(resumed.model.optimizer.learning_rate.numpy()) == pytest.approx(2e-4)
+
+
 def test_finished_run_is_not_trained_again(tiny_args):
     training.train_and_evaluate(parse_config(*FAST, *tiny_args, "--epochs=1"))
     again = training.train_and_evaluate(parse_config(*FAST, *tiny_args, "--epochs=1"))
