@@ -51,7 +51,7 @@ def importance_weighted_log_likelihood(encode_fn, log_likelihood_fn, inputs, num
     return running - math.log(num_samples)
 
 
-def _model_functions(model, config):
+def model_functions(model, config):
     """encode_fn and log_likelihood_fn of a vae_tf model, for the estimator above."""
 
     def encode_fn(images):
@@ -71,7 +71,7 @@ def evaluate_model(model, config, images: np.ndarray, labels: np.ndarray, num_sa
                    batch_size: int = 100, chunk_size: int = 500, seed: int = 0,
                    progress: bool = True) -> dict:
     """The test ELBO and IWAE bound of `images` [N, 28, 28, 1] float32 in [0, 1]."""
-    encode_fn, log_likelihood_fn = _model_functions(model, config)
+    encode_fn, log_likelihood_fn = model_functions(model, config)
     estimate = tf.function(lambda x, s: importance_weighted_log_likelihood(
         encode_fn, log_likelihood_fn, x, num_samples, chunk_size, s))
     totals = {"reconstruction": 0.0, "kl": 0.0, "log_px": 0.0}

@@ -60,7 +60,8 @@ def restore_run(config: Config, model_dir: str, num_classes: int = data.NUM_CLAS
     """
     model = build_vae(config, num_classes)
     optimizer = keras.optimizers.Adam(config.learning_rate)
-    model.compile(optimizer=optimizer, jit_compile=config.jit_compile)
+    model.compile(optimizer=optimizer, jit_compile=config.jit_compile,
+                  steps_per_execution=config.steps_per_execution)
     optimizer.build(model.trainable_variables)
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch,

@@ -1,0 +1,45 @@
+"""`python -m vae_tf.benchmark` runs a few steps and prints well-formed JSON lines.
+
+Only the structure is checked: speeds on shared CI machines are noise.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+from conftest import REPO_ROOT
+
+
+def test_benchmark_prints_one_json_line_per_measurement(tiny_data_dir, tmp_path):
+    model_dir = tmp_path / "untouched"
+    result = subprocess.run(
+        [sys.executable, "-m", "vae_tf.benchmark", "--flagfile=flags/mlp_conditional.flags",
+         f"--data_dir={tiny_data_dir}", f"--model_dir={model_dir}", "--batch_size=20",
+         "--eval_batch_size=30", "--steps=4", "--repeats=2", "--synthetic",
+         "--steps_per_execution=2"],
+        capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
+        env=dict(os.environ, PYTHONPATH=REPO_ROOT))
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    measures = [row["measure"] for row in rows]
+    assert measures == ["machine", "matmul_peak", "flops_per_image", "train", "train",
+                        "pipeline_vs_synthetic", "train", "speedup_over_plain", "evaluation",
+                        "memory"]
+    by_kind = {(row["measure"], row.get("way"), row.get("data")): row for row in rows}
+    assert by_kind[("matmul_peak", None, None)]["gflop_per_s"] > 0
+    flops = by_kind[("flops_per_image", None, None)]
+    # The conditional MLP preset: about 1.5 MFLOP per training image.
+    assert 1.0 < flops["mflop"] < 2.0 and "traced graph" in flops["method"]
+    for key in (("train", "vae_tf", "pipeline"), ("train", "vae_tf", "synthetic"),
+                ("train", "plain", "pipeline")):
+        row = by_kind[key]
+        assert row["images_per_s"] > 0 and 0 < row["fraction_of_peak"]
+        assert row["step_ms"]["min"] <= row["step_ms"]["median"] <= row["step_ms"]["max"]
+        assert row["batch_size"] == 20
+    assert by_kind[("train", "vae_tf", "pipeline")]["steps_per_execution"] == 2
+    assert by_kind[("speedup_over_plain", None, None)]["ratio"] > 0
+    evaluation = by_kind[("evaluation", None, None)]
+    assert evaluation["elbo_images_per_s"] > 0 and evaluation["iwae_samples_per_s"] > 0
+    assert by_kind[("memory", None, None)]["peak_rss_mb"] > 100
+    assert not model_dir.exists()  # a benchmark writes nothing

@@ -1,0 +1,190 @@
+"""Throughput of training and evaluation, measured against this machine's limits.
+
+`run(config, ...)` yields one dict per measurement; `python -m vae_tf.benchmark`
+prints them as JSON lines. Training speed is compared, in one process, with two
+references: a float32 matmul's FLOP rate (the machine's practical peak) and the
+same model trained the plain way (`model.fit` with the custom `train_step`, no
+XLA, one step per execution). FLOPs per image are counted from the traced graph
+of one training step with TensorFlow's profiler.
+"""
+
+import os
+import platform
+import resource
+import statistics
+import tempfile
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from vae_tf import data, evaluation, models, training
+
+FLOPS_METHOD = "counted from the traced graph of one training step (tf.profiler float_operation)"
+
+
+def _timed(function, repeats: int) -> list:
+    """Seconds of each of `repeats` calls of `function`."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _spread(seconds_per_unit: list, scale: float = 1e3) -> dict:
+    return {"median": statistics.median(seconds_per_unit) * scale,
+            "min": min(seconds_per_unit) * scale, "max": max(seconds_per_unit) * scale}
+
+
+def matmul_peak(size: int = 2048, repeats: int = 7) -> dict:
+    """The FLOP rate of a float32 [size, size] matmul, the practical peak of this CPU."""
+    a = tf.random.normal([size, size])
+    b = tf.random.normal([size, size])
+    matmul = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
+    matmul().numpy()
+    seconds = statistics.median(_timed(lambda: matmul().numpy(), repeats))
+    return {"measure": "matmul_peak", "size": size, "gflop_per_s": 2 * size ** 3 / seconds / 1e9}
+
+
+def flops_per_image(model, batch_size: int) -> float:
+    """Float operations of one training step per image, from its traced graph."""
+    spec = (tf.TensorSpec([batch_size, 28, 28, 1], tf.float32),
+            tf.TensorSpec([batch_size], tf.int32))
+    step = tf.function(lambda images, labels: model.train_step((images, labels)))
+    graph = step.get_concrete_function(*spec).graph
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    profile = tf.compat.v1.profiler.profile(graph=graph, options=options)
+    return profile.total_float_ops / batch_size
+
+
+def _synthetic_batches(split, batch_size: int):
+    """One real batch repeated forever: a pipeline that costs nothing."""
+    images = tf.constant(split.float_images(batch_size))
+    labels = tf.constant(split.labels[:batch_size].astype(np.int32))
+    return tf.data.Dataset.from_tensors((images, labels)).repeat()
+
+
+def time_training(model, batches, steps: int, repeats: int, steps_per_execution: int) -> list:
+    """Seconds per step of each repeat of `steps` steps, after a warm-up."""
+    iterator = iter(batches)
+    model.make_train_function(force=True)
+    calls = max(1, steps // steps_per_execution)
+    for _ in range(3):  # trace, compile and warm the pipeline
+        model.train_function(iterator)
+    model.optimizer.iterations.numpy()
+
+    def run():
+        for _ in range(calls):
+            model.train_function(iterator)
+        model.optimizer.iterations.numpy()  # waits for the last step
+
+    return [seconds / (calls * steps_per_execution) for seconds in _timed(run, repeats)]
+
+
+class _StepClock(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.ends = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.ends.append(time.perf_counter())
+
+
+def time_plain_training(config, dataset, steps: int, repeats: int, warmup: int = 10) -> list:
+    """Seconds per step of `model.fit` on the same model the plain way, per repeat."""
+    keras.utils.set_random_seed(config.seed)
+    model = models.build_vae(config, data.NUM_CLASSES)
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), jit_compile=False,
+                  steps_per_execution=1)
+    clock = _StepClock()
+    batches = data.train_pipeline(dataset.train, config.batch_size, config.seed,
+                                  binarize=config.binarize)
+    model.fit(batches, epochs=1, steps_per_epoch=warmup + steps * repeats, callbacks=[clock],
+              verbose=0)
+    intervals = np.diff(clock.ends[warmup - 1:])
+    return [float(np.mean(chunk)) for chunk in np.array_split(intervals, repeats)]
+
+
+def time_evaluation(model, config, split, iw_samples: int = 500, iw_images: int = 100) -> dict:
+    """Test ELBO images per second, and IWAE importance samples per second."""
+    model.make_test_function(force=True)
+    batches = data.eval_pipeline(split, config.eval_batch_size)
+    count = len(split)
+
+    def elbo():
+        model.reset_metrics()
+        for batch in batches:
+            model.test_function(iter([batch]))
+        model.metrics[0].result().numpy()
+
+    elbo()
+    elbo_seconds = statistics.median(_timed(elbo, 3))
+    encode_fn, log_likelihood_fn = evaluation.model_functions(model, config)
+    chunk = min(iw_samples, 500)
+    estimate = tf.function(lambda x: evaluation.importance_weighted_log_likelihood(
+        encode_fn, log_likelihood_fn, x, iw_samples, chunk, 0))
+    images = tf.constant(split.float_images(iw_images))
+    estimate(images).numpy()
+    iw_seconds = statistics.median(_timed(lambda: estimate(images).numpy(), 3))
+    samples_per_s = len(images) * iw_samples / iw_seconds
+    return {"measure": "evaluation", "elbo_images_per_s": count / elbo_seconds,
+            "iwae_samples_per_s": samples_per_s, "iwae_k": iw_samples,
+            "iwae_10k_images_k5000_projected_s": 10000 * 5000 / samples_per_s}
+
+
+def _training_row(way, seconds_per_step, config, flops, peak, **extra) -> dict:
+    median = statistics.median(seconds_per_step)
+    images_per_s = config.batch_size / median
+    gflop_per_s = flops * images_per_s / 1e9
+    return {"measure": "train", "way": way, "batch_size": config.batch_size,
+            "images_per_s": images_per_s, "step_ms": _spread(seconds_per_step),
+            "epoch_60k_s": 60000 / images_per_s, "gflop_per_s": gflop_per_s,
+            "fraction_of_peak": gflop_per_s / peak, **extra}
+
+
+def run(config, steps: int, repeats: int, synthetic: bool, plain: bool = True):
+    """Yields the benchmark's measurements, one dict each."""
+    yield {"measure": "machine", "cpus": os.cpu_count(), "processor": platform.machine(),
+           "tensorflow": tf.__version__, "keras": keras.__version__,
+           "python": platform.python_version()}
+    peak = matmul_peak()
+    yield peak
+    dataset = data.load_dataset(config.dataset, config.data_dir)
+    keras.utils.set_random_seed(config.seed)
+    with tempfile.TemporaryDirectory() as scratch:  # no checkpoint is read or written
+        model = training.restore_run(config, scratch).model  # built and compiled as in train
+    flops = flops_per_image(model, config.batch_size)
+    yield {"measure": "flops_per_image", "mflop": flops / 1e6, "method": FLOPS_METHOD}
+    settings = {"jit_compile": config.jit_compile,
+                "steps_per_execution": config.steps_per_execution}
+    pipeline = data.train_pipeline(dataset.train, config.batch_size, config.seed,
+                                   binarize=config.binarize)
+    ours = time_training(model, pipeline, steps, repeats, config.steps_per_execution)
+    row = _training_row("vae_tf", ours, config, flops, peak["gflop_per_s"], data="pipeline",
+                        **settings)
+    yield row
+    if synthetic:
+        fake = time_training(model, _synthetic_batches(dataset.train, config.batch_size), steps,
+                             repeats, config.steps_per_execution)
+        synthetic_row = _training_row("vae_tf", fake, config, flops, peak["gflop_per_s"],
+                                      data="synthetic", **settings)
+        yield synthetic_row
+        yield {"measure": "pipeline_vs_synthetic",
+               "ratio": row["images_per_s"] / synthetic_row["images_per_s"]}
+    if plain:
+        plain_row = _training_row(
+            "plain", time_plain_training(config, dataset, steps, repeats), config, flops,
+            peak["gflop_per_s"], data="pipeline", jit_compile=False, steps_per_execution=1,
+            how="model.fit, custom train_step, no XLA, one step per execution")
+        yield plain_row
+        yield {"measure": "speedup_over_plain",
+               "ratio": row["images_per_s"] / plain_row["images_per_s"]}
+    test_split = data.prepare_test_split(dataset.test, config.binarize)
+    yield time_evaluation(model, config, test_split)
+    # ru_maxrss is in KiB on Linux.
+    yield {"measure": "memory", "peak_rss_mb": resource.getrusage(
+        resource.RUSAGE_SELF).ru_maxrss / 1024}
