@@ -36,7 +36,8 @@ def _posterior(x):
 
 
 def _log_likelihood_fn(x, z):
-    mean = tf.matmul(z, tf.constant(W.T, tf.float32)) + tf.constant(B, tf.float32)
+    """log N(x; W z + b, SIGMA^2 I) for x [B, D] and z [C, B, Z] -> [C, B]."""
+    mean = tf.tensordot(z, tf.constant(W.T, tf.float32), axes=1) + tf.constant(B, tf.float32)
     return -0.5 * tf.reduce_sum(math.log(2 * math.pi * SIGMA ** 2)
                                 + tf.square(x - mean) / SIGMA ** 2, axis=-1)
 

@@ -29,7 +29,9 @@ def importance_weighted_log_likelihood(encode_fn, log_likelihood_fn, inputs, num
     """Estimates log p(x) for a batch `inputs` [B, ...] with `num_samples` samples.
 
     encode_fn(inputs) -> (z_mean, z_log_var), each [B, Z];
-    log_likelihood_fn(inputs_tiled [C*B, ...], z [C*B, Z]) -> log p(x|z) [C*B].
+    log_likelihood_fn(inputs [B, ...], z [C, B, Z]) -> log p(x|z) [C, B], for a
+    chunk of C samples per input (so that work that depends only on x, such as
+    a classifier, is done once per chunk rather than once per sample).
     Returns log p(x) estimates [B] as float64.
     """
     z_mean, z_log_var = encode_fn(inputs)
@@ -42,10 +44,7 @@ def importance_weighted_log_likelihood(encode_fn, log_likelihood_fn, inputs, num
         z = z_mean + tf.exp(0.5 * z_log_var) * epsilon  # [C, B, Z]
         log_weights = (losses.gaussian_log_density(z, 0.0, tf.zeros_like(z))
                        - losses.gaussian_log_density(z, z_mean, z_log_var))
-        tiled = tf.tile(inputs[tf.newaxis], [count] + [1] * len(inputs.shape))
-        tiled = tf.reshape(tiled, tf.concat([[-1], tf.shape(inputs)[1:]], axis=0))
-        log_lik = log_likelihood_fn(tiled, tf.reshape(z, [-1, z_dim]))
-        log_weights += tf.reshape(log_lik, [count, batch])
+        log_weights += log_likelihood_fn(inputs, z)
         chunk_total = tf.reduce_logsumexp(tf.cast(log_weights, tf.float64), axis=0)
         running = tf.reduce_logsumexp(tf.stack([running, chunk_total]), axis=0)
     return running - math.log(num_samples)
@@ -58,11 +57,15 @@ def model_functions(model, config):
         return model.encoder(images, training=False)
 
     def log_likelihood_fn(images, z):
-        if model.conditional:
+        count, batch = tf.shape(z)[0], tf.shape(z)[1]
+        z = tf.reshape(z, [-1, z.shape[-1]])  # [C*B, Z], sample-major
+        if model.conditional:  # the class probabilities depend on x only: once per image
             probabilities = tf.nn.softmax(model.classifier(images, training=False))
-            z = tf.concat([z, probabilities], axis=-1)
+            z = tf.concat([z, tf.tile(probabilities, [count, 1])], axis=-1)
         logits = model.decoder(z, training=False)
-        return losses.log_likelihood(config.likelihood, images, logits, config.decoder_std)
+        tiled = tf.tile(images, [count, 1, 1, 1])
+        return tf.reshape(losses.log_likelihood(config.likelihood, tiled, logits,
+                                                config.decoder_std), [count, batch])
 
     return encode_fn, log_likelihood_fn
 
@@ -82,7 +85,7 @@ def evaluate_model(model, config, images: np.ndarray, labels: np.ndarray, num_sa
         # One seeded sample per image for the ELBO's reconstruction term.
         epsilon = inspection.prior_z(len(batch), config.z_dim, seed + 1 + start)
         z = z_mean + tf.exp(0.5 * z_log_var) * epsilon
-        totals["reconstruction"] -= float(tf.reduce_sum(log_likelihood_fn(batch, z)))
+        totals["reconstruction"] -= float(tf.reduce_sum(log_likelihood_fn(batch, z[tf.newaxis])))
         totals["kl"] += float(tf.reduce_sum(losses.kl_divergence(z_mean, z_log_var)))
         totals["log_px"] += float(tf.reduce_sum(estimate(batch, tf.constant(seed + start))))
         if bar is not None:
