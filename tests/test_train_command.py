@@ -11,6 +11,7 @@ from conftest import REPO_ROOT
 
 def _train(*args, timeout=300):
     environment = dict(os.environ, PYTHONPATH=REPO_ROOT)
+    environment.pop("TF_CONFIG", None)
     return subprocess.run([sys.executable, "-m", "vae_tf.train", *args], capture_output=True,
                           text=True, timeout=timeout, cwd=REPO_ROOT, env=environment)
 
@@ -45,6 +46,9 @@ def test_train_command_runs_an_epoch_and_reports_where_it_wrote(tiny_data_dir, t
      "squared_error likelihood give neither sharper images nor comparable likelihoods; use "
      "--binarize=none, or --likelihood=bernoulli."),
     (["--encoder_layers=64,x"], "error: --encoder_layers=64,x must be comma-separated integers."),
+    (["--strategy=multi_worker"],
+     'error: --strategy=multi_worker needs TF_CONFIG set on every worker, e.g. {"cluster": '
+     '{"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}.'),
     (["stray"], "error: unexpected argument 'stray'; every setting is a --flag (see --help)."),
 ])
 def test_bad_flags_fail_with_one_line_before_any_work(args, message, tmp_path):
