@@ -8,6 +8,8 @@ epoch is fully recorded.
 
 import math
 import os
+import signal
+import threading
 import time
 
 import keras
@@ -53,6 +55,40 @@ class StopOnNonFinite(keras.callbacks.Callback):
                 f"the loss became {loss} in epoch {self.epoch + 1}, step {batch + 1}; the "
                 f"checkpoint of the last completed epoch is kept. Try a lower "
                 f"--learning_rate, or --scale=softplus, which bounds the variance.")
+
+
+class StopOnInterrupt(keras.callbacks.Callback):
+    """Turns Ctrl-C (SIGINT) during training into a KeyboardInterrupt at a step boundary.
+
+    Python delivers SIGINT to whatever happens to be running, and code that
+    TensorFlow runs from finalisers or iterators can swallow the resulting
+    KeyboardInterrupt, so that training carries on. Here the signal only sets
+    a flag, and the next batch or epoch boundary raises, in the main thread.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.requested = False
+        self.previous = None
+
+    def _request(self, signum, frame):
+        self.requested = True
+
+    def _check(self, *args, **kwargs):
+        if self.requested:
+            self.on_train_end()  # a second Ctrl-C interrupts at once again
+            raise KeyboardInterrupt
+
+    on_train_batch_end = on_test_batch_end = on_epoch_end = _check
+
+    def on_train_begin(self, logs=None):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._request)
+
+    def on_train_end(self, logs=None):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
 
 
 class EpochCheckpoint(keras.callbacks.Callback):

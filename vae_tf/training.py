@@ -156,6 +156,7 @@ def _epoch_callbacks(config, state, model_dir, dataset, test_split, chief: bool)
     """The callbacks of `fit`, in order; a non-chief worker only keeps its own checkpoint."""
     # Order matters: the epoch is recorded everywhere before its checkpoint is saved.
     epoch_callbacks = [
+        callbacks.StopOnInterrupt(),
         callbacks.KLWarmup(config.beta, config.kl_warmup_epochs),
         callbacks.EpochTimer(),
         callbacks.StopOnNonFinite(),
