@@ -52,6 +52,11 @@ def tiny_data_dir(tmp_path_factory):
     return write_dataset(tmp_path_factory.mktemp("tiny_data"))
 
 
+# A small, fast MLP for whole runs on the tiny data set.
+FAST = ["--arch=mlp", "--encoder_layers=32", "--decoder_layers=32", "--z_dim=2",
+        "--batch_size=32", "--figures_every=0", "--noexport"]
+
+
 def parse_config(*args):
     """A Config parsed from command-line arguments exactly as `vae_tf.train` does."""
     return cli.config_from_args(list(args))

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO_ROOT, parse_config
+from conftest import FAST, REPO_ROOT, parse_config
 from vae_tf import training
 from vae_tf.errors import RunDirError
 
@@ -127,10 +127,6 @@ def test_sigkill_at_any_moment_then_rerun_gives_bitwise_the_same_weights(tiny_da
         assert len(a.read().splitlines()) == len(b.read().splitlines()) == 6
     assert not _temporary(str(killed))  # the interrupted write's folder was cleared
     print(seen)
-
-
-FAST = ["--arch=mlp", "--encoder_layers=32", "--decoder_layers=32", "--z_dim=2",
-        "--batch_size=32", "--figures_every=0", "--noexport"]
 
 
 def _corrupt(prefix, how):

@@ -8,12 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import FLAGFILES, parse_config, real_data_dir
+from conftest import FAST, FLAGFILES, parse_config, real_data_dir
 from vae_tf import run_dir, training
 from vae_tf.errors import ConfigError, RunDirError
-
-FAST = ["--arch=mlp", "--encoder_layers=32", "--decoder_layers=32", "--z_dim=2",
-        "--batch_size=32", "--figures_every=0", "--noexport"]
 
 
 def _weights(model):
