@@ -31,6 +31,8 @@ def test_defaults_are_valid():
     ({"encoder_layers": []}, "--encoder_layers= needs one or more positive integers"),
     ({"conv_filters": [64, 0, 64]}, "--conv_filters=64,0,64 needs one or more positive"),
     ({"encoder_strides": [2, 2]}, "--encoder_strides has 2 entries but --conv_filters has 3"),
+    ({"intra_op_threads": -1}, "--intra_op_threads=-1 must be 0"),
+    ({"mixed_precision": "float8"}, "--mixed_precision=float8 is not one of none, bfloat16"),
 ])
 def test_each_impossible_value_names_its_flag(overrides, message):
     with pytest.raises(ConfigError, match=message) as error:

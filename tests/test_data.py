@@ -142,12 +142,16 @@ def _take(dataset, count):
     return [(images.numpy(), labels.numpy()) for images, labels in dataset.take(count)]
 
 
-def test_train_pipeline_yields_float_batches_in_unit_range(folder):
+def test_train_pipeline_yields_uint8_batches_that_convert_to_the_unit_range(folder):
     split = data.read_split(folder, "train")
     images, labels = next(iter(data.train_pipeline(split, batch_size=8, seed=0)))
-    assert images.shape == (8, 28, 28, 1) and images.dtype == tf.float32
+    assert images.shape == (8, 28, 28, 1) and images.dtype == tf.uint8
     assert labels.dtype == tf.int32
-    assert 0.0 <= float(tf.reduce_min(images)) and float(tf.reduce_max(images)) <= 1.0
+    floats = data.as_float_images(images)
+    assert floats.dtype == tf.float32
+    np.testing.assert_array_equal(floats.numpy(), images.numpy().astype(np.float32) / 255)
+    assert float(tf.reduce_max(floats)) == float(tf.reduce_max(images)) / 255
+    assert data.as_float_images(floats) is floats
 
 
 def test_train_pipeline_visits_every_example_once_per_pass_with_labels_attached(folder):
@@ -157,7 +161,7 @@ def test_train_pipeline_visits_every_example_once_per_pass_with_labels_attached(
     labels = np.concatenate([b[1] for b in batches])
     assert len(labels) == 30
     expected = {(split.images[i].tobytes(), split.labels[i]) for i in range(30)}
-    seen = {((images[i, ..., 0] * 255).round().astype(np.uint8).tobytes(), labels[i])
+    seen = {(images[i, ..., 0].tobytes(), labels[i])
             for i in range(30)}
     assert seen == expected
 
@@ -230,7 +234,7 @@ def test_dynamic_binarization_redraws_per_batch_and_resumes_exactly(folder):
     stream = _take(data.train_pipeline(split, 10, seed=2, binarize="dynamic"), 6)
     resumed = _take(data.train_pipeline(split, 10, seed=2, start_batch=4, binarize="dynamic"), 2)
     for images, _ in stream:
-        assert set(np.unique(images)) <= {0.0, 1.0}
+        assert set(np.unique(images)) <= {0, 255}
     for (a, _), (b, _) in zip(stream[4:], resumed):
         np.testing.assert_array_equal(a, b)
     # Pass 2 shows the same images as pass 1 in another order, with other binary draws.

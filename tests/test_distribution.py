@@ -117,3 +117,25 @@ def test_two_workers_train_two_epochs_agree_on_the_weights_and_resume(tiny_data_
     with open(model_dir / "metrics.csv") as stream:
         assert [line.split(",")[0] for line in stream.read().splitlines()] == [
             "epoch", "0", "1", "2"]
+
+
+def test_thread_pools_are_set_before_tensorflow_starts_and_warned_about_after(capsys):
+    script = ("import tensorflow as tf; from vae_tf import distribution; "
+              "distribution.configure_threads(1, 3); "
+              "print(tf.config.threading.get_intra_op_parallelism_threads(), "
+              "tf.config.threading.get_inter_op_parallelism_threads())")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env=_environment(), timeout=TIMEOUT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["1", "3"]
+    assert "warning" not in result.stderr
+
+    from vae_tf import distribution
+    import tensorflow as tf
+    tf.constant(1.0) + 1.0  # this process's runtime has started
+    current = tf.config.threading.get_intra_op_parallelism_threads()
+    distribution.configure_threads(current, 0)  # what is already set needs no change
+    assert capsys.readouterr().err == ""
+    distribution.configure_threads(current + 1, 0)
+    assert f"--intra_op_threads={current + 1} not applied" in capsys.readouterr().err
+    assert tf.config.threading.get_intra_op_parallelism_threads() == current

@@ -169,3 +169,35 @@ def test_model_can_overfit_one_batch():
         last = model.train_on_batch(images, labels, return_dict=True)["reconstruction_loss"]
     # Bernoulli loss of these images falls from ~540 nats to well under half of that.
     assert last < 0.4 * first, (first, last)
+
+
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+@pytest.mark.parametrize("precision, compute_dtype", [("bfloat16", "bfloat16"),
+                                                      ("float16", "float16")])
+def test_mixed_precision_computes_hidden_layers_low_and_keeps_the_loss_float32(
+        arch, precision, compute_dtype):
+    config = _small(arch, mixed_precision=precision, classifier_weight=1.0)
+    model = _compiled(config)
+    assert model.encoder.body[1].compute_dtype == compute_dtype
+    assert model.encoder.mean_head.compute_dtype == "float32"
+    assert all(w.dtype == "float32" for w in model.trainable_weights)
+    images, labels = _batch()
+    outputs = model(images)
+    assert outputs.z_mean.dtype == outputs.z_log_var.dtype == outputs.z.dtype == tf.float32
+    assert outputs.logits.dtype == outputs.class_logits.dtype == tf.float32
+    uint8_images = tf.cast(tf.round(images * 255), tf.uint8)  # as the pipelines feed them
+    first = model.train_on_batch(uint8_images, labels, return_dict=True)["loss"]
+    for _ in range(30):
+        last = model.train_on_batch(uint8_images, labels, return_dict=True)["loss"]
+    assert np.isfinite(last) and last < first, (first, last)
+    # The layers made afterwards are float32 again: the policy was set only for this model.
+    assert keras.layers.Dense(2).compute_dtype == "float32"
+    float32 = models.build_vae(_small(arch), 10)
+    assert float32.encoder.body[1].compute_dtype == "float32"
+
+
+def test_float16_training_scales_the_loss():
+    model = _compiled(_small("mlp", mixed_precision="float16"))
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    model.train_on_batch(*_batch())
+    assert float(model.optimizer.scale_loss(tf.constant(1.0))) > 1.0

@@ -77,6 +77,22 @@ def test_rerun_resumes_at_the_next_epoch_with_identical_weights(tiny_args):
         assert resumed.metrics[2][key] == pytest.approx(straight.metrics[2][key], rel=1e-6)
 
 
+def test_steps_per_execution_is_lowered_to_divide_the_epoch_and_sees_the_same_batches(
+        tiny_args, capsys):
+    model_dir = tiny_args[1].split("=")[1]
+    one = training.train_and_evaluate(parse_config(
+        *FAST, *tiny_args, "--epochs=2", "--steps_per_epoch=6", "--steps_per_execution=1"))
+    capsys.readouterr()
+    many = training.train_and_evaluate(parse_config(
+        *FAST, *tiny_args, f"--model_dir={model_dir}_b", "--epochs=2", "--steps_per_epoch=6",
+        "--steps_per_execution=4"))
+    assert "--steps_per_execution=4 lowered to 3, the largest divisor of the epoch's 6 " \
+           "steps" in capsys.readouterr().err
+    assert int(many.model.optimizer.iterations.numpy()) == 12
+    for a, b in zip(_weights(one.model), _weights(many.model)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_a_new_learning_rate_applies_on_resume(tiny_args):
     training.train_and_evaluate(parse_config(*FAST, *tiny_args, "--epochs=1"))
     resumed = training.train_and_evaluate(parse_config(*FAST, *tiny_args, "--epochs=2",

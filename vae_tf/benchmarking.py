@@ -8,6 +8,7 @@ XLA, one step per execution). FLOPs per image are counted from the traced graph
 of one training step with TensorFlow's profiler.
 """
 
+import dataclasses
 import os
 import platform
 import resource
@@ -19,7 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vae_tf import data, evaluation, models, training
+from vae_tf import data, distribution, evaluation, models, training
 
 FLOPS_METHOD = "counted from the traced graph of one training step (tf.profiler float_operation)"
 
@@ -40,13 +41,20 @@ def _spread(seconds_per_unit: list, scale: float = 1e3) -> dict:
 
 
 def matmul_peak(size: int = 2048, repeats: int = 7) -> dict:
-    """The FLOP rate of a float32 [size, size] matmul, the practical peak of this CPU."""
-    a = tf.random.normal([size, size])
-    b = tf.random.normal([size, size])
-    matmul = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
-    matmul().numpy()
-    seconds = statistics.median(_timed(lambda: matmul().numpy(), repeats))
-    return {"measure": "matmul_peak", "size": size, "gflop_per_s": 2 * size ** 3 / seconds / 1e9}
+    """The FLOP rate of float32 [size, size] matmuls, the practical peak of this CPU.
+
+    One independent matmul per core runs in the same step, so that every core
+    is busy whether TensorFlow splits one op across cores or runs ops side by
+    side (as under --intra_op_threads=1).
+    """
+    count = os.cpu_count() or 1
+    pairs = [(tf.random.normal([size, size]), tf.random.normal([size, size]))
+             for _ in range(count)]
+    matmuls = tf.function(lambda: tf.add_n([tf.reduce_sum(tf.matmul(a, b)) for a, b in pairs]))
+    matmuls().numpy()
+    seconds = statistics.median(_timed(lambda: matmuls().numpy(), repeats))
+    return {"measure": "matmul_peak", "size": size, "concurrent_matmuls": count,
+            "gflop_per_s": count * 2 * size ** 3 / seconds / 1e9}
 
 
 def flops_per_image(model, batch_size: int) -> float:
@@ -63,7 +71,7 @@ def flops_per_image(model, batch_size: int) -> float:
 
 def _synthetic_batches(split, batch_size: int):
     """One real batch repeated forever: a pipeline that costs nothing."""
-    images = tf.constant(split.float_images(batch_size))
+    images = tf.constant(split.images[:batch_size, ..., np.newaxis])
     labels = tf.constant(split.labels[:batch_size].astype(np.int32))
     return tf.data.Dataset.from_tensors((images, labels)).repeat()
 
@@ -95,7 +103,12 @@ class _StepClock(keras.callbacks.Callback):
 
 
 def time_plain_training(config, dataset, steps: int, repeats: int, warmup: int = 10) -> list:
-    """Seconds per step of `model.fit` on the same model the plain way, per repeat."""
+    """Seconds per step of `model.fit` on the same model the plain way, per repeat.
+
+    The plain way computes in float32, whatever --mixed_precision says. Thread
+    pools are the process's, so --intra_op_threads applies to both ways.
+    """
+    config = dataclasses.replace(config, mixed_precision="none")
     keras.utils.set_random_seed(config.seed)
     model = models.build_vae(config, data.NUM_CLASSES)
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), jit_compile=False,
@@ -151,6 +164,7 @@ def run(config, steps: int, repeats: int, synthetic: bool, plain: bool = True):
     yield {"measure": "machine", "cpus": os.cpu_count(), "processor": platform.machine(),
            "tensorflow": tf.__version__, "keras": keras.__version__,
            "python": platform.python_version()}
+    distribution.configure_threads(config.intra_op_threads, config.inter_op_threads)
     peak = matmul_peak()
     yield peak
     dataset = data.load_dataset(config.dataset, config.data_dir)
@@ -160,7 +174,10 @@ def run(config, steps: int, repeats: int, synthetic: bool, plain: bool = True):
     flops = flops_per_image(model, config.batch_size)
     yield {"measure": "flops_per_image", "mflop": flops / 1e6, "method": FLOPS_METHOD}
     settings = {"jit_compile": config.jit_compile,
-                "steps_per_execution": config.steps_per_execution}
+                "steps_per_execution": config.steps_per_execution,
+                "mixed_precision": config.mixed_precision,
+                "intra_op_threads": config.intra_op_threads,
+                "inter_op_threads": config.inter_op_threads}
     pipeline = data.train_pipeline(dataset.train, config.batch_size, config.seed,
                                    binarize=config.binarize)
     ours = time_training(model, pipeline, steps, repeats, config.steps_per_execution)
@@ -179,7 +196,8 @@ def run(config, steps: int, repeats: int, synthetic: bool, plain: bool = True):
         plain_row = _training_row(
             "plain", time_plain_training(config, dataset, steps, repeats), config, flops,
             peak["gflop_per_s"], data="pipeline", jit_compile=False, steps_per_execution=1,
-            how="model.fit, custom train_step, no XLA, one step per execution")
+            mixed_precision="none", intra_op_threads=config.intra_op_threads,
+            inter_op_threads=config.inter_op_threads, how="model.fit, custom train_step, no XLA, one step per execution")
         yield plain_row
         yield {"measure": "speedup_over_plain",
                "ratio": row["images_per_s"] / plain_row["images_per_s"]}

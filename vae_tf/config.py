@@ -21,6 +21,7 @@ SCALES = ("log_var", "log_std", "softplus")
 LIKELIHOODS = ("gaussian", "squared_error", "bernoulli")
 BINARIZATIONS = ("none", "dynamic", "static")
 STRATEGIES = ("default", "mirrored", "multi_worker")
+PRECISIONS = ("none", "bfloat16", "float16")
 ACTIVATIONS = ("sigmoid", "relu", "leaky_relu", "tanh", "elu", "softplus")
 
 
@@ -120,6 +121,17 @@ class Config:
         "then ends with bitwise the same weights as a run never stopped.")
     jit_compile: bool = _field(False, "Compile the training and test steps with XLA. Off by "
                                "default: on a 2-core CPU it measured slower for both models.")
+    intra_op_threads: int = _field(
+        0, "Threads TensorFlow may use inside one op; 0 leaves TensorFlow's default (one per "
+        "core). 1 speeds up small models such as the MLP preset, whose ops are too small to "
+        "split between cores; independent ops still run side by side.")
+    inter_op_threads: int = _field(
+        0, "Threads TensorFlow may use to run independent ops side by side; 0 leaves "
+        "TensorFlow's default.")
+    mixed_precision: str = _field(
+        "none", "Compute the hidden layers in bfloat16 or float16 (Keras mixed precision); "
+        "weights, z_mean, z_log_var, the decoder's logits and every loss stay float32. "
+        "float16 scales the loss against underflow.", PRECISIONS)
     steps_per_execution: int = _field(
         1, "Training steps run per call into TensorFlow's compiled step; more cut the "
         "per-step Python overhead of small models. Callbacks then see every N-th step.")
@@ -200,6 +212,9 @@ class Config:
                  "must be 0 or more")
         _require(self.steps_per_execution >= 1, "steps_per_execution",
                  self.steps_per_execution, "must be at least 1")
+        for name in ("intra_op_threads", "inter_op_threads"):
+            _require(getattr(self, name) >= 0, name, getattr(self, name),
+                     "must be 0 (TensorFlow's default) or more")
         _require(self.figures_every >= 0, "figures_every", self.figures_every,
                  "must be 0 (no figures) or more")
         _require(self.keep_checkpoints >= 1, "keep_checkpoints", self.keep_checkpoints,

@@ -1,4 +1,4 @@
-"""The `tf.distribute` strategy of a run, and which of its workers writes files.
+"""Where a run computes: its `tf.distribute` strategy, which worker writes files, threads.
 
 `--strategy=default` trains on one device. `mirrored` replicates the model on
 every local device (`tf.distribute.MirroredStrategy`: several GPUs, or logical
@@ -10,6 +10,7 @@ writes checkpoints, summaries, figures and the export into --model_dir.
 
 import json
 import os
+import sys
 
 import tensorflow as tf
 
@@ -52,3 +53,24 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
         return True
     has_chief = "chief" in resolver.cluster_spec().as_dict()
     return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+
+
+def configure_threads(intra_op: int, inter_op: int) -> None:
+    """Sets TensorFlow's thread pools (0 keeps its default) before its runtime starts.
+
+    Once TensorFlow has run an op in this process (as in a notebook that already
+    trained), the pools are fixed: a warning says so and the run goes on with them.
+    """
+    for name, wanted, get, set_ in (
+            ("intra_op_threads", intra_op, tf.config.threading.get_intra_op_parallelism_threads,
+             tf.config.threading.set_intra_op_parallelism_threads),
+            ("inter_op_threads", inter_op, tf.config.threading.get_inter_op_parallelism_threads,
+             tf.config.threading.set_inter_op_parallelism_threads)):
+        if not wanted or get() == wanted:
+            continue
+        try:
+            set_(wanted)
+        except RuntimeError:
+            print(f"vae_tf: warning: --{name}={wanted} not applied: TensorFlow already "
+                  f"started in this process with {get() or 'its default'}; start a new "
+                  f"process to change it.", file=sys.stderr)

@@ -19,10 +19,12 @@ import keras
 import tensorflow as tf
 
 from vae_tf import losses
-from vae_tf.data import IMAGE_SHAPE
+from vae_tf.data import IMAGE_SHAPE, as_float_images
 
 NUM_PIXELS = IMAGE_SHAPE[0] * IMAGE_SHAPE[1] * IMAGE_SHAPE[2]
 SOFTPLUS_MIN_STD = 1e-6  # keeps log(std) finite when softplus underflows
+# Keras dtype policies of --mixed_precision.
+DTYPE_POLICIES = {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
 
 class VAEOutputs(NamedTuple):
@@ -155,7 +157,8 @@ class VAE(keras.Model):
         self.decoder = Decoder(config, seed=config.seed + 101, name="decoder")
         self.classifier = (Classifier(config, num_classes, name="classifier")
                            if config.conditional else None)
-        self.sampling = Sampling(seed=config.seed + 1001, name="sampling")
+        # float32, so that z keeps full precision under mixed precision.
+        self.sampling = Sampling(seed=config.seed + 1001, name="sampling", dtype="float32")
         # Set each epoch by the KL warm-up callback; a variable, so compiled steps see it.
         self.kl_weight = keras.Variable(config.beta, trainable=False, dtype="float32",
                                         name="kl_weight")
@@ -239,6 +242,7 @@ class VAE(keras.Model):
 
     def train_step(self, data):
         images, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
+        images = as_float_images(images)  # the pipelines feed uint8
         with tf.GradientTape() as tape:
             outputs = self(images, training=True)
             terms = self.example_losses(images, labels, outputs)
@@ -246,12 +250,16 @@ class VAE(keras.Model):
             # (this replica's times the replicas), so that the gradients tf.distribute
             # sums across replicas are those of the global batch's mean loss.
             loss = tf.nn.compute_average_loss(terms["loss"])
+            # Under float16 the optimizer scales the loss so that small gradients do not
+            # underflow, and unscales the gradients; otherwise this returns the loss as is.
+            loss = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(loss, self.trainable_variables)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
         return self._update_metrics(terms, labels, outputs)
 
     def test_step(self, data):
         images, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
+        images = as_float_images(images)
         outputs = self(images, training=False)
         terms = self.example_losses(images, labels, outputs)
         return self._update_metrics(terms, labels, outputs)
@@ -268,7 +276,16 @@ def random_states(model: keras.Model) -> list:
 
 
 def build_vae(config, num_classes: int) -> VAE:
-    """A VAE for `config`, built (its variables created) on a dummy batch."""
-    model = VAE(config, num_classes, name="vae")
+    """A VAE for `config`, built (its variables created) on a dummy batch.
+
+    Its layers compute in the dtype policy of --mixed_precision, which is set
+    only while they are made, so other models in the process are unaffected.
+    """
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(DTYPE_POLICIES[config.mixed_precision])
+    try:
+        model = VAE(config, num_classes, name="vae")
+    finally:
+        keras.config.set_dtype_policy(previous)
     model(tf.zeros((1,) + IMAGE_SHAPE))
     return model

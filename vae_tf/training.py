@@ -24,6 +24,7 @@ from vae_tf import callbacks, data, distribution, exporting, figures, run_dir
 from vae_tf.config import Config
 from vae_tf.errors import ConfigError, RunDirError
 from vae_tf.models import VAE, build_vae, random_states
+from vae_tf.optimizers import FusedAdam
 
 
 @dataclasses.dataclass
@@ -59,10 +60,13 @@ def restore_run(config: Config, model_dir: str, num_classes: int = data.NUM_CLAS
     `model_dir`; with `save_dir`, new ones are saved there instead.
     """
     model = build_vae(config, num_classes)
-    optimizer = keras.optimizers.Adam(config.learning_rate)
+    optimizer = FusedAdam(config.learning_rate)
     model.compile(optimizer=optimizer, jit_compile=config.jit_compile,
                   steps_per_execution=config.steps_per_execution)
-    optimizer.build(model.trainable_variables)
+    # Under --mixed_precision=float16, compile wraps Adam in a LossScaleOptimizer; the
+    # checkpoint holds Adam itself, so runs resume across precisions (the loss scale
+    # starts afresh, and adapts within a few steps).
+    model.optimizer.build(model.trainable_variables)
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch,
                                      random_states=random_states(model))
@@ -186,6 +190,7 @@ def train_and_evaluate(config: Config) -> TrainResult:
     that is deleted at the end.
     """
     config.validate()
+    distribution.configure_threads(config.intra_op_threads, config.inter_op_threads)
     strategy = distribution.make_strategy(config.strategy)  # before any other TF op
     chief = distribution.is_chief(strategy)
     dataset = data.load_dataset(config.dataset, config.data_dir)
@@ -212,13 +217,32 @@ def train_and_evaluate(config: Config) -> TrainResult:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _whole_executions(config: Config, steps_per_epoch: int, chief: bool) -> Config:
+    """`config` with --steps_per_execution lowered, if need be, to divide the epoch's steps.
+
+    Keras would otherwise run whole executions past the end of each epoch, and a
+    resumed run would no longer see the batches an uninterrupted one saw.
+    """
+    wanted = config.steps_per_execution
+    fitting = max(n for n in range(1, min(wanted, steps_per_epoch) + 1)
+                  if steps_per_epoch % n == 0)
+    if fitting == wanted:
+        return config
+    if chief:
+        print(f"vae_tf: --steps_per_execution={wanted} lowered to {fitting}, the largest "
+              f"divisor of the epoch's {steps_per_epoch} steps.", file=sys.stderr)
+    return dataclasses.replace(config, steps_per_execution=fitting)
+
+
 def _train(config, strategy, dataset, model_dir: str, scratch) -> TrainResult:
     chief = scratch is None
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
+    steps_per_epoch = config.steps_per_epoch or math.ceil(len(dataset.train) / config.batch_size)
     with strategy.scope():
-        state = restore_run(config, model_dir, save_dir=scratch)
+        state = restore_run(_whole_executions(config, steps_per_epoch, chief), model_dir,
+                            save_dir=scratch)
     initial_epoch = state.completed_epochs
     if chief:
         run_dir.write_config(config, model_dir)
@@ -233,8 +257,6 @@ def _train(config, strategy, dataset, model_dir: str, scratch) -> TrainResult:
             print(f"vae_tf: already trained for {initial_epoch} epochs (--epochs="
                   f"{config.epochs}); raise --epochs to train further.")
     else:
-        steps_per_epoch = config.steps_per_epoch or math.ceil(
-            len(dataset.train) / config.batch_size)
         train_batches = data.train_pipeline(dataset.train, config.batch_size, config.seed,
                                             start_batch=initial_epoch * steps_per_epoch,
                                             binarize=config.binarize)

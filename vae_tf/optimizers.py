@@ -1,0 +1,38 @@
+"""Adam whose per-variable update is TensorFlow's fused `ResourceApplyAdam` kernel.
+
+Keras' Adam updates each variable with about ten separate element-wise ops, so
+that a small model such as the MLP preset spends a sixth of its training step
+in them. TensorFlow's kernel computes the same update in one pass:
+
+    alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)
+    m += (g - m) * (1 - beta_1);  v += (g^2 - v) * (1 - beta_2)
+    w -= alpha * m / (sqrt(v) + epsilon)
+
+Its variables are Keras Adam's own, so checkpoints of either restore into the
+other.
+"""
+
+import keras
+import tensorflow as tf
+
+
+class FusedAdam(keras.optimizers.Adam):
+    """keras.optimizers.Adam (without amsgrad), updating through `ResourceApplyAdam`."""
+
+    def __init__(self, learning_rate=0.001, **kwargs):
+        if kwargs.get("amsgrad"):
+            raise ValueError("FusedAdam has no amsgrad variant; use keras.optimizers.Adam")
+        super().__init__(learning_rate=learning_rate, **kwargs)
+
+    def update_step(self, gradient, variable, learning_rate):
+        dtype = variable.dtype
+        step = tf.cast(self.iterations + 1, dtype)
+        beta_1 = tf.cast(self.beta_1, dtype)
+        beta_2 = tf.cast(self.beta_2, dtype)
+        index = self._get_variable_index(variable)
+        tf.raw_ops.ResourceApplyAdam(
+            var=variable.handle, m=self._momentums[index].handle,
+            v=self._velocities[index].handle, beta1_power=tf.pow(beta_1, step),
+            beta2_power=tf.pow(beta_2, step), lr=tf.cast(learning_rate, dtype), beta1=beta_1,
+            beta2=beta_2, epsilon=tf.cast(self.epsilon, dtype),
+            grad=tf.cast(gradient, dtype))
