@@ -43,3 +43,22 @@ def test_benchmark_prints_one_json_line_per_measurement(tiny_data_dir, tmp_path)
     assert evaluation["elbo_images_per_s"] > 0 and evaluation["iwae_samples_per_s"] > 0
     assert by_kind[("memory", None, None)]["peak_rss_mb"] > 100
     assert not model_dir.exists()  # a benchmark writes nothing
+
+
+def test_benchmark_profile_writes_a_trace_and_names_the_matmuls(tiny_data_dir, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "vae_tf.benchmark", "--flagfile=flags/mlp_conditional.flags",
+         f"--data_dir={tiny_data_dir}", "--batch_size=20", "--eval_batch_size=30",
+         "--steps=2", "--repeats=1", "--noplain", "--steps_per_execution=2",
+         f"--profile_dir={tmp_path / 'trace'}", "--mixed_precision=bfloat16"],
+        capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
+        env=dict(os.environ, PYTHONPATH=REPO_ROOT))
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    profile = next(row for row in rows if row["measure"] == "profile")
+    assert profile["steps"] == 20
+    assert any("MatMul" in op for op in profile["op_cpu_us_per_step"])
+    assert all(us > 0 for us in profile["op_cpu_us_per_step"].values())
+    assert list((tmp_path / "trace").rglob("*.xplane.pb"))
+    train = next(row for row in rows if row["measure"] == "train")
+    assert train["mixed_precision"] == "bfloat16" and train["intra_op_threads"] == 1

@@ -6,7 +6,8 @@ the matmul peak of this CPU, FLOPs per training image, training throughput and
 its fraction of that peak, the same model trained the plain way for the
 speed-up, evaluation throughput and peak memory. Nothing is written to
 --model_dir. --synthetic also times one repeated in-memory batch, to show
-whether the data pipeline holds training back.
+whether the data pipeline holds training back; --profile_dir traces training
+with the TensorFlow profiler and prints where the step's time goes.
 """
 
 import json
@@ -26,6 +27,9 @@ flags.DEFINE_boolean("synthetic", False, "Also time training on one repeated bat
                      "without the data pipeline.")
 flags.DEFINE_boolean("plain", True, "Also time the plain way (model.fit, no XLA, one step "
                      "per execution) for the speed-up ratio.")
+flags.DEFINE_string("profile_dir", "", "Also trace 10 training calls with the TensorFlow "
+                    "profiler into this folder (for TensorBoard's profile plugin) and print "
+                    "the CPU time per step of the costliest op types.")
 FLAGS = flags.FLAGS
 
 
@@ -38,7 +42,7 @@ def main(argv):
     from vae_tf import benchmarking
 
     for measurement in benchmarking.run(config, FLAGS.steps, FLAGS.repeats, FLAGS.synthetic,
-                                        FLAGS.plain):
+                                        FLAGS.plain, FLAGS.profile_dir):
         print(json.dumps(measurement, sort_keys=True), flush=True)
 
 

@@ -8,7 +8,9 @@ XLA, one step per execution). FLOPs per image are counted from the traced graph
 of one training step with TensorFlow's profiler.
 """
 
+import collections
 import dataclasses
+import glob
 import os
 import platform
 import resource
@@ -149,6 +151,42 @@ def time_evaluation(model, config, split, iw_samples: int = 500, iw_images: int 
             "iwae_10k_images_k5000_projected_s": 10000 * 5000 / samples_per_s}
 
 
+def profile_training(model, batches, steps_per_execution: int, logdir: str,
+                     calls: int = 10, top: int = 12) -> dict:
+    """Traces `calls` training calls with the TensorFlow profiler into `logdir`.
+
+    Returns the CPU time per step of the costliest op types, read from the trace;
+    TensorBoard's profile plugin shows the whole trace.
+    """
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    iterator = iter(batches)
+    model.train_function(iterator)
+    tf.profiler.experimental.start(logdir)
+    for _ in range(calls):
+        model.train_function(iterator)
+    model.optimizer.iterations.numpy()
+    tf.profiler.experimental.stop()
+    steps = calls * steps_per_execution
+    space = xplane_pb2.XSpace()
+    newest = max(glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True),
+                 key=os.path.getmtime)
+    with open(newest, "rb") as file:
+        space.ParseFromString(file.read())
+    per_type = collections.Counter()
+    for plane in space.planes:
+        for line in plane.lines:
+            if not line.name.startswith("tf_Compute"):
+                continue  # the threads that run the step's ops
+            for event in line.events:
+                name = plane.event_metadata[event.metadata_id].name
+                if ":" in name and "::" not in name:  # "<op name>:<op type>", not executor events
+                    per_type[name.rsplit(":", 1)[1]] += event.duration_ps
+    return {"measure": "profile", "trace_dir": logdir, "steps": steps,
+            "op_cpu_us_per_step": {op: picoseconds / 1e6 / steps
+                                   for op, picoseconds in per_type.most_common(top)}}
+
+
 def _training_row(way, seconds_per_step, config, flops, peak, **extra) -> dict:
     median = statistics.median(seconds_per_step)
     images_per_s = config.batch_size / median
@@ -159,7 +197,8 @@ def _training_row(way, seconds_per_step, config, flops, peak, **extra) -> dict:
             "fraction_of_peak": gflop_per_s / peak, **extra}
 
 
-def run(config, steps: int, repeats: int, synthetic: bool, plain: bool = True):
+def run(config, steps: int, repeats: int, synthetic: bool, plain: bool = True,
+        profile_dir: str = ""):
     """Yields the benchmark's measurements, one dict each."""
     yield {"measure": "machine", "cpus": os.cpu_count(), "processor": platform.machine(),
            "tensorflow": tf.__version__, "keras": keras.__version__,
@@ -184,6 +223,8 @@ def run(config, steps: int, repeats: int, synthetic: bool, plain: bool = True):
     row = _training_row("vae_tf", ours, config, flops, peak["gflop_per_s"], data="pipeline",
                         **settings)
     yield row
+    if profile_dir:
+        yield profile_training(model, pipeline, config.steps_per_execution, profile_dir)
     if synthetic:
         fake = time_training(model, _synthetic_batches(dataset.train, config.batch_size), steps,
                              repeats, config.steps_per_execution)
