@@ -55,5 +55,6 @@ def test_notebook_runs(name, tmp_path):
                                progress_bar=False)
     executed = output.read_text()
     assert '"output_type": "error"' not in executed
+    assert "not applied" not in executed  # the presets' thread settings took effect
     assert "image/png" in executed  # the figures were drawn
     assert (tmp_path / artefact).is_file()
