@@ -238,7 +238,8 @@ def run(config, steps: int, repeats: int, synthetic: bool, plain: bool = True,
             "plain", time_plain_training(config, dataset, steps, repeats), config, flops,
             peak["gflop_per_s"], data="pipeline", jit_compile=False, steps_per_execution=1,
             mixed_precision="none", intra_op_threads=config.intra_op_threads,
-            inter_op_threads=config.inter_op_threads, how="model.fit, custom train_step, no XLA, one step per execution")
+            inter_op_threads=config.inter_op_threads,
+            how="model.fit, custom train_step, no XLA, one step per execution")
         yield plain_row
         yield {"measure": "speedup_over_plain",
                "ratio": row["images_per_s"] / plain_row["images_per_s"]}

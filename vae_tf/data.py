@@ -278,8 +278,8 @@ def train_pipeline(split: Split, batch_size: int, seed: int, start_batch: int = 
         order = tf.random.experimental.stateless_shuffle(
             tf.range(num_examples, dtype=tf.int64),
             seed=tf.stack([tf.constant(seed, tf.int64), pass_index]))
-        # One slice per batch of indices, rather than batching single indices: the
-        # per-element work of tf.data would otherwise cost a small model a third of its step.
+        # One slice per batch of indices, rather than batching single indices, whose
+        # per-element work made the MLP preset's pipeline a fifth slower than no pipeline.
         batches = tf.data.Dataset.from_tensor_slices(
             tf.reshape(order[:full_batches * batch_size], [full_batches, batch_size]))
         if full_batches < batches_per_pass:
