@@ -64,8 +64,8 @@ def restore_run(config: Config, model_dir: str, num_classes: int = data.NUM_CLAS
     model.compile(optimizer=optimizer, jit_compile=config.jit_compile,
                   steps_per_execution=config.steps_per_execution)
     # Under --mixed_precision=float16, compile wraps Adam in a LossScaleOptimizer; the
-    # checkpoint holds Adam itself, so runs resume across precisions (the loss scale
-    # starts afresh, and adapts within a few steps).
+    # checkpoint holds Adam itself, so its layout does not depend on the precision (the
+    # loss scale is not saved, and starts afresh on resume).
     model.optimizer.build(model.trainable_variables)
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch,
