@@ -126,8 +126,8 @@ def test_offline_without_local_files_fails_fast_listing_every_place(tmp_path, mo
     monkeypatch.setenv(data.ENV_DATA_DIR, str(tmp_path / "nothing_here"))
     monkeypatch.setitem(data.SYSTEM_DIRS, "mnist", (str(tmp_path / "no_system_dir"),))
     monkeypatch.setattr(data, "TFDS_DATA_DIR", str(tmp_path / "tfds"))
-    # An address that never resolves stands in for a machine without a network.
-    monkeypatch.setitem(data.DOWNLOAD_HOSTS, "mnist", "vae-tf-test.invalid")
+    # A proxy that refuses every connection stands in for a machine without a network.
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
     start = time.monotonic()
     with pytest.raises(DataError) as error:
         data.load_dataset("mnist")
@@ -211,7 +211,7 @@ def test_offline_message_says_when_the_environment_variable_is_unset(tmp_path, m
     monkeypatch.delenv(data.ENV_DATA_DIR, raising=False)
     monkeypatch.setitem(data.SYSTEM_DIRS, "mnist", ())
     monkeypatch.setattr(data, "TFDS_DATA_DIR", str(tmp_path / "tfds"))
-    monkeypatch.setitem(data.DOWNLOAD_HOSTS, "mnist", "vae-tf-test.invalid")
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
     with pytest.raises(DataError, match=r"Looked in: \$VAE_TF_DATA_DIR \(not set\); "
                                         r"tensorflow-datasets cache"):
         data.load_dataset("mnist")

@@ -2,10 +2,11 @@
 
 The loader prefers local files so that vae_tf works offline. It looks in
 `--data_dir` when one is given (and only there), otherwise in
-`$VAE_TF_DATA_DIR/<dataset>/` and then in the folder of the Debian package
-`dataset-fashion-mnist`; only when none holds the files does it ask
-tensorflow-datasets, which downloads when there is a network and otherwise
-fails at once with a message listing every place that was searched.
+`$VAE_TF_DATA_DIR/<dataset>/`, in the folder of the Debian package
+`dataset-fashion-mnist` and in Keras' download cache; only when none holds the
+files does it ask tensorflow-datasets, which downloads when its URLs answer
+(`vae_tf.downloads`) and otherwise fails at once with a message listing every
+place that was searched.
 
 Images stay in memory as uint8 ([N, 28, 28]); the pipelines shuffle and batch
 them as uint8 [B, 28, 28, 1] with their labels, a quarter of float32's bytes, and
@@ -15,12 +16,11 @@ the model's compiled step converts them with `as_float_images`.
 import dataclasses
 import gzip
 import os
-import socket
-import threading
 
 import numpy as np
 import tensorflow as tf
 
+from vae_tf import downloads
 from vae_tf.errors import DataError
 
 IMAGE_SHAPE = (28, 28, 1)
@@ -39,9 +39,9 @@ FILE_NAMES = {
 }
 # Folders that operating-system packages install the IDX files into.
 SYSTEM_DIRS = {"fashion_mnist": ("/usr/share/datasets/fashion-mnist",)}
-# Hosts that tensorflow-datasets downloads each data set from.
-DOWNLOAD_HOSTS = {"mnist": "storage.googleapis.com",
-                  "fashion_mnist": "fashion-mnist.s3-website.eu-central-1.amazonaws.com"}
+# Where `keras.datasets` caches the IDX files, under $KERAS_HOME/datasets/ (~/.keras by
+# default); its MNIST is one mnist.npz, not IDX files.
+KERAS_CACHE_DIRS = {"fashion_mnist": "fashion-mnist"}
 ENV_DATA_DIR = "VAE_TF_DATA_DIR"
 # Where tensorflow-datasets keeps prepared data sets; None means its own default.
 TFDS_DATA_DIR = None
@@ -138,7 +138,11 @@ def candidate_dirs(name: str, data_dir: str = "") -> list:
     dirs = []
     if os.environ.get(ENV_DATA_DIR):
         dirs.append(os.path.join(os.environ[ENV_DATA_DIR], name))
-    return dirs + list(SYSTEM_DIRS.get(name, ()))
+    dirs += SYSTEM_DIRS.get(name, ())
+    if name in KERAS_CACHE_DIRS:
+        keras_home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
+        dirs.append(os.path.join(keras_home, "datasets", KERAS_CACHE_DIRS[name]))
+    return dirs
 
 
 def _all_file_names() -> list:
@@ -167,39 +171,21 @@ def find_local_dir(name: str, data_dir: str = ""):
     return None
 
 
-def _host_reachable(host: str, timeout: float = 5.0) -> bool:
-    """Whether a TCP connection to host:443 opens within `timeout` seconds.
-
-    Runs in a thread because name resolution ignores socket timeouts and can
-    stall for a long time on a machine without a network.
-    """
-    result = []
-
-    def connect():
-        try:
-            socket.create_connection((host, 443), timeout=timeout).close()
-            result.append(True)
-        except OSError:
-            result.append(False)
-
-    thread = threading.Thread(target=connect, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    return bool(result and result[0])
-
-
 def _load_with_tfds(name: str, searched: list) -> Dataset:
     """Loads through tensorflow-datasets, downloading only when the network is up."""
     import tensorflow_datasets as tfds
 
     builder = tfds.builder(name, data_dir=TFDS_DATA_DIR)
     if not builder.is_prepared():
-        if not _host_reachable(DOWNLOAD_HOSTS[name]):
+        urls = downloads.download_urls(builder)
+        if urls and not downloads.reachable(urls[0]):
             places = "; ".join(searched + [f"tensorflow-datasets cache {builder.data_dir}"])
             hint = ("apt-get install dataset-fashion-mnist, " if name == "fashion_mnist"
                     else "")
             raise DataError(
-                f"{name} not found and no network to download it. Looked in: {places}. Fix: "
+                f"{name} not found and no network to download it ({urls[0]} did not answer "
+                f"within {downloads.PROBE_TIMEOUT_SECONDS:g} s; proxies are read from "
+                f"HTTP_PROXY/HTTPS_PROXY). Looked in: {places}. Fix: "
                 f"{hint}put the four IDX .gz files in a folder and pass --data_dir=FOLDER, or "
                 f"set {ENV_DATA_DIR} to a folder with a {name}/ sub-folder.")
         builder.download_and_prepare()
