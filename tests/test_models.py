@@ -40,18 +40,22 @@ def _compiled(config, learning_rate=1e-3):
 def test_encoder_and_decoder_shapes(arch):
     config = _small(arch)
     images, _ = _batch()
-    z_mean, z_log_var = models.Encoder(config)(images)
+    encoder, decoder = models.ARCHITECTURES[arch](config, models.IMAGE_SHAPE)
+    z_mean, z_log_var = encoder(images)
     assert z_mean.shape == z_log_var.shape == (BATCH, 3)
     assert z_mean.dtype == z_log_var.dtype == tf.float32
-    logits = models.Decoder(config)(tf.zeros((BATCH, 3)))
+    logits = decoder(tf.zeros((BATCH, 3)))
     assert logits.shape == (BATCH, 28, 28, 1)
 
 
 def test_conv_layers_follow_the_tutorial():
-    config = Config(arch="conv")
-    encoder, decoder = models.Encoder(config), models.Decoder(config)
+    # The conv preset's settings, given explicitly, without a Config.
+    encoder = models.conv_encoder(8, "log_std", filters=[64, 64, 64], kernel_size=4,
+                                  strides=[2, 2, 1], leaky_relu_slope=0.3, dropout=0.2)
+    decoder = models.conv_decoder(24, filters=[64, 64, 64], kernel_size=4, strides=[2, 1, 1],
+                                  leaky_relu_slope=0.3, dropout=0.2)
     encoder(tf.zeros((1, 28, 28, 1)))
-    decoder(tf.zeros((1, config.z_dim)))
+    decoder(tf.zeros((1, 8)))
     convs = [layer for layer in encoder.body if isinstance(layer, keras.layers.Conv2D)]
     assert [(c.filters, c.kernel_size, c.strides) for c in convs] == [
         (64, (4, 4), (2, 2)), (64, (4, 4), (2, 2)), (64, (4, 4), (1, 1))]
@@ -201,3 +205,19 @@ def test_float16_training_scales_the_loss():
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
     model.train_on_batch(*_batch())
     assert float(model.optimizer.scale_loss(tf.constant(1.0))) > 1.0
+
+
+def test_a_vae_builds_and_trains_from_explicit_arguments_without_a_config():
+    keras.utils.set_random_seed(3)
+    model = models.VAE(models.mlp_encoder(2, "softplus", [16], "relu"),
+                       models.mlp_decoder([16], "relu"), "bernoulli")
+    images, labels = _batch()
+    model(images)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    before = [w.numpy().copy() for w in model.trainable_weights]
+    history = model.fit(images, labels, batch_size=BATCH, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert all(not np.array_equal(b, w.numpy()) for b, w in zip(before, model.trainable_weights))
+    with pytest.raises(ValueError, match="unknown likelihood 'poisson'"):
+        models.VAE(models.mlp_encoder(2, "log_var", [4], "relu"), models.mlp_decoder([4], "relu"),
+                   "poisson")

@@ -87,7 +87,7 @@ def test_steps_per_execution_is_lowered_to_divide_the_epoch_and_sees_the_same_ba
         *FAST, *tiny_args, f"--model_dir={model_dir}_b", "--epochs=2", "--steps_per_epoch=6",
         "--steps_per_execution=4"))
     assert "--steps_per_execution=4 lowered to 3, the largest divisor of the epoch's 6 " \
-           "steps" in capsys.readouterr().err
+           "steps" in capsys.readouterr().out
     assert int(many.model.optimizer.iterations.numpy()) == 12
     for a, b in zip(_weights(one.model), _weights(many.model)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

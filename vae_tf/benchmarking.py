@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vae_tf import data, distribution, evaluation, models, training
+from vae_tf import checkpoints, compat, data, distribution, evaluation, models
 
 FLOPS_METHOD = "counted from the traced graph of one training step (tf.profiler float_operation)"
 
@@ -158,8 +158,6 @@ def profile_training(model, batches, steps_per_execution: int, logdir: str,
     Returns the CPU time per step of the costliest op types, read from the trace;
     TensorBoard's profile plugin shows the whole trace.
     """
-    from tensorflow.tsl.profiler.protobuf import xplane_pb2
-
     iterator = iter(batches)
     model.train_function(iterator)
     tf.profiler.experimental.start(logdir)
@@ -168,7 +166,7 @@ def profile_training(model, batches, steps_per_execution: int, logdir: str,
     model.optimizer.iterations.numpy()
     tf.profiler.experimental.stop()
     steps = calls * steps_per_execution
-    space = xplane_pb2.XSpace()
+    space = compat.xplane_pb2().XSpace()
     newest = max(glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True),
                  key=os.path.getmtime)
     with open(newest, "rb") as file:
@@ -209,7 +207,7 @@ def run(config, steps: int, repeats: int, synthetic: bool, plain: bool = True,
     dataset = data.load_dataset(config.dataset, config.data_dir)
     keras.utils.set_random_seed(config.seed)
     with tempfile.TemporaryDirectory() as scratch:  # no checkpoint is read or written
-        model = training.restore_run(config, scratch).model  # built and compiled as in train
+        model = checkpoints.restore_run(config, scratch).model  # built and compiled as in train
     flops = flops_per_image(model, config.batch_size)
     yield {"measure": "flops_per_image", "mflop": flops / 1e6, "method": FLOPS_METHOD}
     settings = {"jit_compile": config.jit_compile,

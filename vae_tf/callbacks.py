@@ -1,9 +1,9 @@
-"""Keras callbacks of a vae_tf run: KL warm-up, a NaN guard, checkpoints, TensorBoard.
+"""Keras callbacks of a vae_tf run: KL warm-up, a NaN guard, Ctrl-C, TensorBoard, figures.
 
-They run in the order `training.train_and_evaluate` lists them. Everything that
-records an epoch (TensorBoard, metrics.csv) runs before the checkpoint of that
-epoch is saved, so a run stopped at any moment resumes from a checkpoint whose
-epoch is fully recorded.
+They run in the order `training.train_and_evaluate` lists them, ending with
+`checkpoints.EpochCheckpoint`. Everything that records an epoch (TensorBoard,
+metrics.csv) runs before the checkpoint of that epoch is saved, so a run
+stopped at any moment resumes from a checkpoint whose epoch is fully recorded.
 """
 
 import math
@@ -13,10 +13,9 @@ import threading
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-from vae_tf import figures, inspection, losses, run_dir
+from vae_tf import compat, figures, inspection, losses, run_dir
 from vae_tf.errors import TrainingError
 
 
@@ -49,7 +48,7 @@ class StopOnNonFinite(keras.callbacks.Callback):
         self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        loss = float(np.mean((logs or {}).get("loss", 0.0)))  # [1] under multi-worker
+        loss = compat.log_value((logs or {}).get("loss", 0.0))
         if not math.isfinite(loss):
             raise TrainingError(
                 f"the loss became {loss} in epoch {self.epoch + 1}, step {batch + 1}; the "
@@ -89,24 +88,6 @@ class StopOnInterrupt(keras.callbacks.Callback):
         if self.previous is not None:
             signal.signal(signal.SIGINT, self.previous)
             self.previous = None
-
-
-class EpochCheckpoint(keras.callbacks.Callback):
-    """Saves model, optimizer, epoch and RNG state through a CheckpointManager."""
-
-    def __init__(self, manager: tf.train.CheckpointManager, epoch_variable: tf.Variable):
-        super().__init__()
-        self.manager = manager
-        self.epoch_variable = epoch_variable
-
-    def on_epoch_end(self, epoch, logs=None):
-        for variable in self.model.trainable_variables:
-            if not np.all(np.isfinite(keras.ops.convert_to_numpy(variable))):
-                raise TrainingError(
-                    f"weight {variable.path} is not finite after epoch {epoch + 1}; it was not "
-                    f"saved, and the previous checkpoint is kept. Try a lower --learning_rate.")
-        self.epoch_variable.assign(epoch + 1)
-        self.manager.save(checkpoint_number=epoch + 1)
 
 
 class TensorBoardScalars(keras.callbacks.Callback):

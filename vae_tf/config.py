@@ -13,15 +13,17 @@ import json
 import os
 from typing import Any
 
+from vae_tf import data, distribution, losses, models
 from vae_tf.errors import ConfigError
 
-DATASETS = ("mnist", "fashion_mnist")
-ARCHS = ("mlp", "conv")
-SCALES = ("log_var", "log_std", "softplus")
-LIKELIHOODS = ("gaussian", "squared_error", "bernoulli")
-BINARIZATIONS = ("none", "dynamic", "static")
-STRATEGIES = ("default", "mirrored", "multi_worker")
-PRECISIONS = ("none", "bfloat16", "float16")
+# The allowed values of each choice come from the table that implements it.
+DATASETS = tuple(data.CLASS_NAMES)
+ARCHS = tuple(models.ARCHITECTURES)
+SCALES = tuple(models.SCALES)
+LIKELIHOODS = tuple(losses.LIKELIHOODS)
+BINARIZATIONS = data.BINARIZATIONS
+STRATEGIES = tuple(distribution.STRATEGIES)
+PRECISIONS = tuple(models.DTYPE_POLICIES)
 ACTIVATIONS = ("sigmoid", "relu", "leaky_relu", "tanh", "elu", "softplus")
 
 

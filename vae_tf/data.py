@@ -212,6 +212,8 @@ def load_dataset(name: str, data_dir: str = "") -> Dataset:
                    CLASS_NAMES[name], source=folder)
 
 
+# --binarize: keep grey values, draw binary pixels afresh per batch, or once per run.
+BINARIZATIONS = ("none", "dynamic", "static")
 # Test images are binarised with this seed whatever the run's seed, so that every
 # run is evaluated on the same binary test set.
 TEST_BINARIZATION_SEED = 20160901

@@ -10,27 +10,14 @@ writes checkpoints, summaries, figures and the export into --model_dir.
 
 import json
 import os
-import sys
 
 import tensorflow as tf
 
-from vae_tf.config import STRATEGIES
+from vae_tf import log
 from vae_tf.errors import ConfigError
 
 
-def make_strategy(name: str) -> tf.distribute.Strategy:
-    """The strategy called `name`; multi_worker must be made before any other TF op."""
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multi_worker":
-        _check_tf_config()
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    raise ConfigError(f"--strategy={name} is not one of {', '.join(STRATEGIES)}.")
-
-
-def _check_tf_config() -> None:
+def _multi_worker() -> tf.distribute.Strategy:
     text = os.environ.get("TF_CONFIG", "")
     try:
         tf_config = json.loads(text) if text else None
@@ -42,6 +29,22 @@ def _check_tf_config() -> None:
             "--strategy=multi_worker needs TF_CONFIG set on every worker, e.g. "
             '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
             '"task": {"type": "worker", "index": 0}}.')
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+# --strategy: a function making each strategy.
+STRATEGIES = {
+    "default": tf.distribute.get_strategy,
+    "mirrored": tf.distribute.MirroredStrategy,
+    "multi_worker": _multi_worker,
+}
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """The strategy called `name`; multi_worker must be made before any other TF op."""
+    if name not in STRATEGIES:
+        raise ConfigError(f"--strategy={name} is not one of {', '.join(STRATEGIES)}.")
+    return STRATEGIES[name]()
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
@@ -71,6 +74,6 @@ def configure_threads(intra_op: int, inter_op: int) -> None:
         try:
             set_(wanted)
         except RuntimeError:
-            print(f"vae_tf: warning: --{name}={wanted} not applied: TensorFlow already "
-                  f"started in this process with {get() or 'its default'}; start a new "
-                  f"process to change it.", file=sys.stderr)
+            log.warning(f"--{name}={wanted} not applied: TensorFlow already started in this "
+                        f"process with {get() or 'its default'}; start a new process to "
+                        f"change it.")

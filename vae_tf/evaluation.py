@@ -21,7 +21,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vae_tf import data, inspection, losses, run_dir, training
+from vae_tf import checkpoints, data, inspection, losses, run_dir
+from vae_tf.files import write_text_atomically
+from vae_tf.models import reparameterize, with_class_probabilities
 
 
 def importance_weighted_log_likelihood(encode_fn, log_likelihood_fn, inputs, num_samples: int,
@@ -41,7 +43,7 @@ def importance_weighted_log_likelihood(encode_fn, log_likelihood_fn, inputs, num
     for start in range(0, num_samples, chunk_size):
         count = min(chunk_size, num_samples - start)
         epsilon = tf.random.stateless_normal([count, batch, z_dim], seed=[seed, start])
-        z = z_mean + tf.exp(0.5 * z_log_var) * epsilon  # [C, B, Z]
+        z = reparameterize(z_mean, z_log_var, epsilon)  # [C, B, Z]
         log_weights = (losses.gaussian_log_density(z, 0.0, tf.zeros_like(z))
                        - losses.gaussian_log_density(z, z_mean, z_log_var))
         log_weights += log_likelihood_fn(inputs, z)
@@ -60,8 +62,8 @@ def model_functions(model, config):
         count, batch = tf.shape(z)[0], tf.shape(z)[1]
         z = tf.reshape(z, [-1, z.shape[-1]])  # [C*B, Z], sample-major
         if model.conditional:  # the class probabilities depend on x only: once per image
-            probabilities = tf.nn.softmax(model.classifier(images, training=False))
-            z = tf.concat([z, tf.tile(probabilities, [count, 1])], axis=-1)
+            class_logits = model.classifier(images, training=False)
+            z = with_class_probabilities(z, tf.tile(class_logits, [count, 1]))
         logits = model.decoder(z, training=False)
         tiled = tf.tile(images, [count, 1, 1, 1])
         return tf.reshape(losses.log_likelihood(config.likelihood, tiled, logits,
@@ -84,7 +86,7 @@ def evaluate_model(model, config, images: np.ndarray, labels: np.ndarray, num_sa
         z_mean, z_log_var = encode_fn(batch)
         # One seeded sample per image for the ELBO's reconstruction term.
         epsilon = inspection.prior_z(len(batch), config.z_dim, seed + 1 + start)
-        z = z_mean + tf.exp(0.5 * z_log_var) * epsilon
+        z = reparameterize(z_mean, z_log_var, epsilon)
         totals["reconstruction"] -= float(tf.reduce_sum(log_likelihood_fn(batch, z[tf.newaxis])))
         totals["kl"] += float(tf.reduce_sum(losses.kl_divergence(z_mean, z_log_var)))
         totals["log_px"] += float(tf.reduce_sum(estimate(batch, tf.constant(seed + start))))
@@ -123,7 +125,7 @@ def evaluate_run(model_dir: str, num_examples: int = 0, num_samples: int = 5000,
                  batch_size: int = 100, chunk_size: int = 500, data_dir: str = "",
                  progress: bool = True) -> dict:
     """Evaluates the latest checkpoint on the test split; writes evaluation.json."""
-    config, state = training.restore_trained(model_dir)
+    config, state = checkpoints.restore_trained(model_dir)
     dataset = data.load_dataset(config.dataset, data_dir or config.data_dir)
     test = data.prepare_test_split(dataset.test, config.binarize)
     count = num_examples or len(test)
@@ -132,10 +134,8 @@ def evaluate_run(model_dir: str, num_examples: int = 0, num_samples: int = 5000,
                             batch_size, chunk_size, config.seed, progress)
     result.update(epoch=state.completed_epochs, dataset=config.dataset,
                   decoder_std=config.decoder_std if config.likelihood == "gaussian" else None)
-    path = os.path.join(model_dir, "evaluation.json")
-    with open(path + ".tmp", "w") as stream:
-        json.dump(result, stream, indent=2, sort_keys=True)
-    os.replace(path + ".tmp", path)
+    write_text_atomically(os.path.join(model_dir, "evaluation.json"),
+                          json.dumps(result, indent=2, sort_keys=True))
     writer = tf.summary.create_file_writer(
         os.path.join(model_dir, run_dir.TENSORBOARD_DIR, "evaluation"))
     with writer.as_default():

@@ -21,9 +21,9 @@ FLAGS = flags.FLAGS
 def main(argv):
     del argv  # cli.run rejects positional arguments
     cli.require_model_dir(FLAGS.model_dir)
-    from vae_tf import exporting, training
+    from vae_tf import checkpoints, exporting
 
-    config, state = training.restore_trained(FLAGS.model_dir)
+    config, state = checkpoints.restore_trained(FLAGS.model_dir)
     path = exporting.export_model(state.model, config, FLAGS.model_dir, FLAGS.overwrite)
     print(f"vae_tf: exported epoch {state.completed_epochs} to {path}")
 

@@ -26,7 +26,7 @@ import tensorflow as tf
 import vae_tf
 from vae_tf.data import CLASS_NAMES, IMAGE_SHAPE
 from vae_tf.errors import RunDirError
-from vae_tf.models import random_states
+from vae_tf.checkpoints import random_states
 
 EXPORT_DIR = "saved_model"
 

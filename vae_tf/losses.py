@@ -12,6 +12,7 @@ caller takes the mean over the batch.
 """
 
 import math
+from typing import Callable, NamedTuple
 
 import tensorflow as tf
 
@@ -47,16 +48,35 @@ def bernoulli_nll(images, logits):
         tf.nn.sigmoid_cross_entropy_with_logits(labels=images, logits=logits), axis=PIXEL_AXES)
 
 
+class Likelihood(NamedTuple):
+    """A decoder likelihood p(x|z) computed from the decoder's logits."""
+
+    negative_log: Callable  # (images, logits, decoder_std) -> [B], the training loss
+    # Added per pixel to -negative_log to make it a normalised log-density (0 if it is one).
+    log_normaliser_per_pixel: float
+
+
+# --likelihood: each decoder likelihood by name.
+LIKELIHOODS = {
+    "gaussian": Likelihood(lambda images, logits, std: gaussian_nll(
+        images, tf.sigmoid(logits), std), 0.0),
+    # The summed squared error is the negative log-density of a Gaussian with standard
+    # deviation 1/sqrt(2) up to 0.5 * log(pi) per pixel.
+    "squared_error": Likelihood(lambda images, logits, std: squared_error(
+        images, tf.sigmoid(logits)), -0.5 * math.log(math.pi)),
+    "bernoulli": Likelihood(lambda images, logits, std: bernoulli_nll(images, logits), 0.0),
+}
+
+
+def _likelihood(name: str) -> Likelihood:
+    if name not in LIKELIHOODS:
+        raise ValueError(f"unknown likelihood {name!r}; one of {', '.join(LIKELIHOODS)}")
+    return LIKELIHOODS[name]
+
+
 def reconstruction_loss(likelihood, images, logits, decoder_std=1.0):
     """-log p(images | z) for a decoder that outputs `logits` ([B, 28, 28, 1])."""
-    if likelihood == "bernoulli":
-        return bernoulli_nll(images, logits)
-    means = tf.sigmoid(logits)
-    if likelihood == "gaussian":
-        return gaussian_nll(images, means, decoder_std)
-    if likelihood == "squared_error":
-        return squared_error(images, means)
-    raise ValueError(f"unknown likelihood {likelihood!r}")
+    return _likelihood(likelihood).negative_log(images, logits, decoder_std)
 
 
 def classifier_cross_entropy(labels, class_logits):
@@ -80,12 +100,12 @@ def gaussian_log_density(z, mean, log_var):
 def log_likelihood(likelihood, images, logits, decoder_std=1.0):
     """log p(images | z), a normalised density for every likelihood. -> [B].
 
-    The summed squared error equals the negative log-density of a Gaussian with
-    standard deviation 1/sqrt(2) up to a constant; that constant is added here
-    so that squared-error models get comparable likelihoods too.
+    The summed squared error is a Gaussian's negative log-density only up to a
+    constant; that constant is added here so that squared-error models get
+    comparable likelihoods too.
     """
     value = -reconstruction_loss(likelihood, images, logits, decoder_std)
-    if likelihood == "squared_error":
-        num_pixels = tf.cast(tf.reduce_prod(tf.shape(images)[1:]), value.dtype)
-        value -= 0.5 * num_pixels * math.log(math.pi)
+    per_pixel = _likelihood(likelihood).log_normaliser_per_pixel
+    if per_pixel:
+        value += per_pixel * tf.cast(tf.reduce_prod(tf.shape(images)[1:]), value.dtype)
     return value

@@ -18,13 +18,18 @@ from typing import NamedTuple, Optional
 import keras
 import tensorflow as tf
 
-from vae_tf import losses
+from vae_tf import compat, losses
 from vae_tf.data import IMAGE_SHAPE, as_float_images
 
-NUM_PIXELS = IMAGE_SHAPE[0] * IMAGE_SHAPE[1] * IMAGE_SHAPE[2]
 SOFTPLUS_MIN_STD = 1e-6  # keeps log(std) finite when softplus underflows
 # Keras dtype policies of --mixed_precision.
 DTYPE_POLICIES = {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+# How the encoder's raw scale output becomes a log-variance, per --scale.
+SCALES = {
+    "log_var": lambda raw: raw,
+    "log_std": lambda raw: 2.0 * raw,
+    "softplus": lambda raw: 2.0 * tf.math.log(tf.nn.softplus(raw) + SOFTPLUS_MIN_STD),
+}
 
 
 class VAEOutputs(NamedTuple):
@@ -33,6 +38,16 @@ class VAEOutputs(NamedTuple):
     z: tf.Tensor  # [B, Z] one reparameterised sample
     logits: tf.Tensor  # [B, 28, 28, 1] logits of p(x|z)
     class_logits: Optional[tf.Tensor]  # [B, C] for conditional models, else None
+
+
+def reparameterize(z_mean, z_log_var, epsilon):
+    """z = z_mean + exp(z_log_var / 2) * epsilon: a draw from q(z|x) given N(0, I) noise."""
+    return z_mean + tf.exp(0.5 * z_log_var) * epsilon
+
+
+def with_class_probabilities(z, class_logits):
+    """The decoder input of a conditional model: z [B, Z] joined by softmax(class_logits)."""
+    return tf.concat([z, tf.nn.softmax(class_logits)], axis=-1)
 
 
 class Sampling(keras.layers.Layer):
@@ -44,49 +59,49 @@ class Sampling(keras.layers.Layer):
 
     def call(self, z_mean, z_log_var):
         epsilon = keras.random.normal(tf.shape(z_mean), seed=self.seed_generator)
-        return z_mean + tf.exp(0.5 * z_log_var) * epsilon
+        return reparameterize(z_mean, z_log_var, epsilon)
 
 
 def log_variance(raw_scale, scale):
-    """Converts the encoder's raw scale output to a log-variance."""
-    if scale == "log_var":
-        return raw_scale
-    if scale == "log_std":
-        return 2.0 * raw_scale
-    if scale == "softplus":
-        return 2.0 * tf.math.log(tf.nn.softplus(raw_scale) + SOFTPLUS_MIN_STD)
-    raise ValueError(f"unknown scale {scale!r}")
+    """Converts the encoder's raw scale output to a log-variance (`SCALES`)."""
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; one of {', '.join(SCALES)}")
+    return SCALES[scale](raw_scale)
 
 
-def _conv_stack(config, layer_class, strides, activation, seed, dropout_after):
-    """Conv (or transposed conv) layers, each followed by an activation and dropout."""
+def dense_layers(units, activation) -> list:
+    """One Dense layer per entry of `units`, each with `activation`."""
+    return [keras.layers.Dense(width, activation=activation) for width in units]
+
+
+def conv_layers(layer_class, filters, kernel_size, strides, activation, dropout, seed,
+                dropout_after) -> list:
+    """Conv (or transposed conv) layers with "same" padding, some followed by dropout."""
     layers = []
-    for index, (filters, stride) in enumerate(zip(config.conv_filters, strides)):
-        layers.append(layer_class(filters, config.conv_kernel_size, strides=stride,
-                                  padding="same", activation=activation))
-        if config.dropout > 0 and index in dropout_after:
-            layers.append(keras.layers.Dropout(config.dropout, seed=seed + index))
+    for index, (width, stride) in enumerate(zip(filters, strides)):
+        layers.append(layer_class(width, kernel_size, strides=stride, padding="same",
+                                  activation=activation))
+        if dropout > 0 and index in dropout_after:
+            layers.append(keras.layers.Dropout(dropout, seed=seed + index))
     return layers
 
 
 class Encoder(keras.Model):
-    """images [B, 28, 28, 1] -> (z_mean, z_log_var), each [B, z_dim] float32."""
+    """images [B, 28, 28, 1] -> (z_mean, z_log_var), each [B, z_dim] float32.
 
-    def __init__(self, config, seed=0, **kwargs):
+    `body` is the list of layers before the two dense heads (see `mlp_encoder`
+    and `conv_encoder`); `scale` names how the scale head becomes a log-variance.
+    """
+
+    def __init__(self, body: list, z_dim: int, scale: str = "log_var", **kwargs):
         super().__init__(**kwargs)
-        self.scale = config.scale
-        if config.arch == "mlp":
-            self.body = [keras.layers.Flatten()] + [
-                keras.layers.Dense(units, activation=config.activation)
-                for units in config.encoder_layers]
-        else:
-            leaky = keras.layers.LeakyReLU(negative_slope=config.leaky_relu_slope)
-            self.body = _conv_stack(config, keras.layers.Conv2D, config.encoder_strides,
-                                    leaky, seed, dropout_after=range(len(config.conv_filters)))
-            self.body.append(keras.layers.Flatten())
+        if scale not in SCALES:
+            raise ValueError(f"unknown scale {scale!r}; one of {', '.join(SCALES)}")
+        self.scale = scale
+        self.body = body
         # The heads stay float32 so the KL term is exact under mixed precision.
-        self.mean_head = keras.layers.Dense(config.z_dim, dtype="float32", name="z_mean")
-        self.scale_head = keras.layers.Dense(config.z_dim, dtype="float32", name="z_scale")
+        self.mean_head = keras.layers.Dense(z_dim, dtype="float32", name="z_mean")
+        self.scale_head = keras.layers.Dense(z_dim, dtype="float32", name="z_scale")
 
     def call(self, images, training=False):
         hidden = images
@@ -98,26 +113,20 @@ class Encoder(keras.Model):
 
 
 class Decoder(keras.Model):
-    """z [B, z_dim (+ classes)] -> logits of p(x|z) [B, 28, 28, 1]."""
+    """z [B, z_dim (+ classes)] -> logits of p(x|z) [B, *image_shape].
 
-    def __init__(self, config, seed=0, **kwargs):
+    `body` is the list of layers before the dense output layer of one logit per
+    pixel (see `mlp_decoder` and `conv_decoder`).
+    """
+
+    def __init__(self, body: list, image_shape=IMAGE_SHAPE, **kwargs):
         super().__init__(**kwargs)
-        if config.arch == "mlp":
-            self.body = [keras.layers.Dense(units, activation=config.activation)
-                         for units in config.decoder_layers]
-        else:
-            leaky = keras.layers.LeakyReLU(negative_slope=config.leaky_relu_slope)
-            grid = IMAGE_SHAPE[0] // 4  # the tutorials' 7x7x1 seed image
-            self.body = [keras.layers.Dense(config.decoder_dense_units, activation=leaky),
-                         keras.layers.Dense(grid * grid, activation=leaky),
-                         keras.layers.Reshape((grid, grid, 1))]
-            # As in the tutorial, dropout follows every transposed conv but the last.
-            self.body += _conv_stack(config, keras.layers.Conv2DTranspose,
-                                     config.decoder_strides, "relu", seed,
-                                     dropout_after=range(len(config.conv_filters) - 1))
-            self.body.append(keras.layers.Flatten())
-        self.output_layer = keras.layers.Dense(NUM_PIXELS, dtype="float32", name="logits")
-        self.reshape = keras.layers.Reshape(IMAGE_SHAPE, dtype="float32")
+        self.body = body
+        num_pixels = 1
+        for size in image_shape:
+            num_pixels *= size
+        self.output_layer = keras.layers.Dense(num_pixels, dtype="float32", name="logits")
+        self.reshape = keras.layers.Reshape(tuple(image_shape), dtype="float32")
 
     def call(self, z, training=False):
         hidden = z
@@ -126,14 +135,50 @@ class Decoder(keras.Model):
         return self.reshape(self.output_layer(hidden))
 
 
-class Classifier(keras.Model):
-    """images [B, 28, 28, 1] -> class logits [B, num_classes]."""
+def mlp_encoder(z_dim: int, scale: str, hidden_units, activation: str, **kwargs) -> Encoder:
+    """Flatten, then one Dense layer of `activation` per entry of `hidden_units`."""
+    return Encoder([keras.layers.Flatten()] + dense_layers(hidden_units, activation), z_dim,
+                   scale, **kwargs)
 
-    def __init__(self, config, num_classes, **kwargs):
+
+def mlp_decoder(hidden_units, activation: str, image_shape=IMAGE_SHAPE, **kwargs) -> Decoder:
+    """One Dense layer of `activation` per entry of `hidden_units`."""
+    return Decoder(dense_layers(hidden_units, activation), image_shape, **kwargs)
+
+
+def conv_encoder(z_dim: int, scale: str, filters, kernel_size: int, strides,
+                 leaky_relu_slope: float, dropout: float, seed: int = 0, **kwargs) -> Encoder:
+    """Conv2D layers with leaky ReLU, each followed by dropout, then Flatten."""
+    leaky = keras.layers.LeakyReLU(negative_slope=leaky_relu_slope)
+    body = conv_layers(keras.layers.Conv2D, filters, kernel_size, strides, leaky, dropout,
+                       seed, dropout_after=range(len(filters)))
+    return Encoder(body + [keras.layers.Flatten()], z_dim, scale, **kwargs)
+
+
+def conv_decoder(dense_units: int, filters, kernel_size: int, strides,
+                 leaky_relu_slope: float, dropout: float, seed: int = 0,
+                 image_shape=IMAGE_SHAPE, **kwargs) -> Decoder:
+    """The tutorial's decoder: Dense(dense_units) -> Dense(7x7) -> 7x7x1 -> Conv2DTranspose.
+
+    The seed image is a quarter of the image's height and width, and dropout
+    follows every transposed conv but the last, as in the tutorial.
+    """
+    leaky = keras.layers.LeakyReLU(negative_slope=leaky_relu_slope)
+    grid = image_shape[0] // 4, image_shape[1] // 4
+    body = [keras.layers.Dense(dense_units, activation=leaky),
+            keras.layers.Dense(grid[0] * grid[1], activation=leaky),
+            keras.layers.Reshape(grid + (1,))]
+    body += conv_layers(keras.layers.Conv2DTranspose, filters, kernel_size, strides, "relu",
+                        dropout, seed, dropout_after=range(len(filters) - 1))
+    return Decoder(body + [keras.layers.Flatten()], image_shape, **kwargs)
+
+
+class Classifier(keras.Model):
+    """images [B, 28, 28, 1] -> class logits [B, num_classes], through Dense layers."""
+
+    def __init__(self, hidden_units, activation: str, num_classes: int, **kwargs):
         super().__init__(**kwargs)
-        self.body = [keras.layers.Flatten()] + [
-            keras.layers.Dense(units, activation=config.activation)
-            for units in config.classifier_layers]
+        self.body = [keras.layers.Flatten()] + dense_layers(hidden_units, activation)
         self.output_layer = keras.layers.Dense(num_classes, dtype="float32", name="class_logits")
 
     def call(self, images, training=False):
@@ -143,24 +188,33 @@ class Classifier(keras.Model):
         return self.output_layer(hidden)
 
 
-class VAE(keras.Model):
-    """The encoder, decoder and optional classifier, trained on the negative ELBO."""
+class VAE(compat.SkipSymbolicBuildWhenBuilt, keras.Model):
+    """The encoder, decoder and optional classifier, trained on the negative ELBO.
 
-    def __init__(self, config, num_classes, **kwargs):
+    With a classifier the model is conditional: the decoder reads z joined by
+    the classifier's class probabilities, and `decode` takes labels instead.
+    """
+
+    def __init__(self, encoder: Encoder, decoder: Decoder, likelihood: str,
+                 classifier: Optional[Classifier] = None, num_classes: int = 10,
+                 decoder_std: float = 1.0, classifier_weight: float = 0.0, beta: float = 1.0,
+                 sampling_seed: Optional[int] = None, **kwargs):
         super().__init__(**kwargs)
-        self.likelihood = config.likelihood
-        self.decoder_std = config.decoder_std
-        self.classifier_weight = config.classifier_weight
+        if likelihood not in losses.LIKELIHOODS:
+            raise ValueError(f"unknown likelihood {likelihood!r}; one of "
+                             f"{', '.join(losses.LIKELIHOODS)}")
+        self.likelihood = likelihood
+        self.decoder_std = decoder_std
+        self.classifier_weight = classifier_weight
         self.num_classes = num_classes
-        self.z_dim = config.z_dim
-        self.encoder = Encoder(config, seed=config.seed + 1, name="encoder")
-        self.decoder = Decoder(config, seed=config.seed + 101, name="decoder")
-        self.classifier = (Classifier(config, num_classes, name="classifier")
-                           if config.conditional else None)
+        self.z_dim = encoder.mean_head.units
+        self.encoder = encoder
+        self.decoder = decoder
+        self.classifier = classifier
         # float32, so that z keeps full precision under mixed precision.
-        self.sampling = Sampling(seed=config.seed + 1001, name="sampling", dtype="float32")
+        self.sampling = Sampling(seed=sampling_seed, name="sampling", dtype="float32")
         # Set each epoch by the KL warm-up callback; a variable, so compiled steps see it.
-        self.kl_weight = keras.Variable(config.beta, trainable=False, dtype="float32",
+        self.kl_weight = keras.Variable(beta, trainable=False, dtype="float32",
                                         name="kl_weight")
         self.trackers = [keras.metrics.Mean(name=name) for name in
                          ("loss", "reconstruction_loss", "kl_loss")]
@@ -184,7 +238,7 @@ class VAE(keras.Model):
         decoder_input = z
         if self.classifier is not None:
             class_logits = self.classifier(images, training=training)
-            decoder_input = tf.concat([z, tf.nn.softmax(class_logits)], axis=-1)
+            decoder_input = with_class_probabilities(z, class_logits)
         logits = self.decoder(decoder_input, training=training)
         return VAEOutputs(z_mean, z_log_var, z, logits, class_logits)
 
@@ -196,13 +250,16 @@ class VAE(keras.Model):
             z = tf.concat([z, tf.one_hot(labels, self.num_classes, dtype=z.dtype)], axis=-1)
         return tf.sigmoid(self.decoder(z, training=False))
 
+    def decoder_input(self, z, images):
+        """What the decoder reads for latents z of `images`: z, or z joined by class probabilities."""
+        if self.classifier is None:
+            return z
+        return with_class_probabilities(z, self.classifier(images, training=False))
+
     def reconstruct(self, images):
         """Deterministic reconstructions: the decoded latent mean. [B, 28, 28, 1] in [0, 1]."""
         z_mean, _ = self.encoder(images, training=False)
-        if self.classifier is not None:
-            probabilities = tf.nn.softmax(self.classifier(images, training=False))
-            z_mean = tf.concat([z_mean, probabilities], axis=-1)
-        return tf.sigmoid(self.decoder(z_mean, training=False))
+        return tf.sigmoid(self.decoder(self.decoder_input(z_mean, images), training=False))
 
     def example_losses(self, images, labels, outputs: VAEOutputs) -> dict:
         """Each term of the objective, one value per example ([B] each)."""
@@ -224,21 +281,7 @@ class VAE(keras.Model):
                 tracker.update_state(terms[tracker.name])
         if self.classifier is not None:
             self.accuracy.update_state(labels, outputs.class_logits)
-        logs = {tracker.name: tracker.result() for tracker in self.trackers}
-        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
-            # Keras 3 averages each worker's step logs along axis 0, which scalars lack
-            # (keras-team/keras#20585); the epoch's logs are read from the metrics anyway.
-            logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
-        return logs
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Under a tf.distribute strategy, Keras 3's fit first averages one batch across the
-        # replicas to build the model symbolically, which fails under
-        # MultiWorkerMirroredStrategy (keras-team/keras#20585). build_vae has already built
-        # the model, and restore_run the optimizer, so there is nothing left to build.
-        if self.built and self.optimizer is not None and self.optimizer.built:
-            return
-        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        return compat.step_logs({tracker.name: tracker.result() for tracker in self.trackers})
 
     def train_step(self, data):
         images, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
@@ -265,18 +308,31 @@ class VAE(keras.Model):
         return self._update_metrics(terms, labels, outputs)
 
 
-def random_states(model: keras.Model) -> list:
-    """The state variables of the model's seed generators (latent noise, dropout).
-
-    Keras does not count them as weights, so checkpoints and SavedModels must
-    be given them explicitly.
-    """
-    weight_ids = {id(variable) for variable in model.weights}
-    return [variable for variable in model.variables if id(variable) not in weight_ids]
+def _mlp_parts(config, image_shape):
+    encoder = mlp_encoder(config.z_dim, config.scale, config.encoder_layers, config.activation,
+                          name="encoder")
+    decoder = mlp_decoder(config.decoder_layers, config.activation, image_shape,
+                          name="decoder")
+    return encoder, decoder
 
 
-def build_vae(config, num_classes: int) -> VAE:
-    """A VAE for `config`, built (its variables created) on a dummy batch.
+def _conv_parts(config, image_shape):
+    conv = dict(filters=config.conv_filters, kernel_size=config.conv_kernel_size,
+                leaky_relu_slope=config.leaky_relu_slope, dropout=config.dropout)
+    encoder = conv_encoder(config.z_dim, config.scale, strides=config.encoder_strides,
+                           seed=config.seed + 1, name="encoder", **conv)
+    decoder = conv_decoder(config.decoder_dense_units, strides=config.decoder_strides,
+                           seed=config.seed + 101, image_shape=image_shape, name="decoder",
+                           **conv)
+    return encoder, decoder
+
+
+# --arch: the encoder and decoder that each architecture builds from a Config.
+ARCHITECTURES = {"mlp": _mlp_parts, "conv": _conv_parts}
+
+
+def build_vae(config, num_classes: int, image_shape=IMAGE_SHAPE) -> VAE:
+    """The VAE that a Config describes, built (its variables created) on a dummy batch.
 
     Its layers compute in the dtype policy of --mixed_precision, which is set
     only while they are made, so other models in the process are unaffected.
@@ -284,8 +340,13 @@ def build_vae(config, num_classes: int) -> VAE:
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(DTYPE_POLICIES[config.mixed_precision])
     try:
-        model = VAE(config, num_classes, name="vae")
+        encoder, decoder = ARCHITECTURES[config.arch](config, image_shape)
+        classifier = (Classifier(config.classifier_layers, config.activation, num_classes,
+                                 name="classifier") if config.conditional else None)
+        model = VAE(encoder, decoder, config.likelihood, classifier, num_classes,
+                    decoder_std=config.decoder_std, classifier_weight=config.classifier_weight,
+                    beta=config.beta, sampling_seed=config.seed + 1001, name="vae")
     finally:
         keras.config.set_dtype_policy(previous)
-    model(tf.zeros((1,) + IMAGE_SHAPE))
+    model(tf.zeros((1,) + tuple(image_shape)))
     return model

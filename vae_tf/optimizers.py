@@ -9,11 +9,14 @@ in them. TensorFlow's kernel computes the same update in one pass:
     w -= alpha * m / (sqrt(v) + epsilon)
 
 Its variables are Keras Adam's own, so checkpoints of either restore into the
-other.
+other. Reading them uses Keras' private attributes (`compat.adam_slots`);
+`compat.make_adam` falls back to Keras' Adam where they are missing.
 """
 
 import keras
 import tensorflow as tf
+
+from vae_tf import compat
 
 
 class FusedAdam(keras.optimizers.Adam):
@@ -29,10 +32,9 @@ class FusedAdam(keras.optimizers.Adam):
         step = tf.cast(self.iterations + 1, dtype)
         beta_1 = tf.cast(self.beta_1, dtype)
         beta_2 = tf.cast(self.beta_2, dtype)
-        index = self._get_variable_index(variable)
+        momentum, velocity = compat.adam_slots(self, variable)
         tf.raw_ops.ResourceApplyAdam(
-            var=variable.handle, m=self._momentums[index].handle,
-            v=self._velocities[index].handle, beta1_power=tf.pow(beta_1, step),
+            var=variable.handle, m=momentum.handle, v=velocity.handle, beta1_power=tf.pow(beta_1, step),
             beta2_power=tf.pow(beta_2, step), lr=tf.cast(learning_rate, dtype), beta1=beta_1,
             beta2=beta_2, epsilon=tf.cast(self.epsilon, dtype),
             grad=tf.cast(gradient, dtype))

@@ -9,17 +9,19 @@ earlier run is lost. `flags.txt` holds the resolved flags, so that
 
 import csv
 import dataclasses
+import io
 import json
 import os
 import time
 
+from vae_tf import log
 from vae_tf.config import Config
 from vae_tf.errors import RunDirError
+from vae_tf.files import write_text_atomically
 
 CONFIG_FILE = "config.json"
 FLAGS_FILE = "flags.txt"
 METRICS_FILE = "metrics.csv"
-CHECKPOINT_DIR = "checkpoints"
 TENSORBOARD_DIR = "tensorboard"
 
 
@@ -59,7 +61,7 @@ def prepare(config: Config) -> str:
         if config.overwrite:
             moved = f"{model_dir.rstrip(os.sep)}.replaced-{time.strftime('%Y%m%d-%H%M%S')}"
             os.rename(model_dir, moved)
-            print(f"Moved the previous run in {model_dir} to {moved}.")
+            log.info(f"moved the previous run in {model_dir} to {moved}.")
     try:
         os.makedirs(model_dir, exist_ok=True)
     except OSError as error:
@@ -71,13 +73,6 @@ def prepare(config: Config) -> str:
     return model_dir
 
 
-def _write_atomically(path: str, text: str) -> None:
-    temporary = f"{path}.tmp"
-    with open(temporary, "w") as stream:
-        stream.write(text)
-    os.replace(temporary, path)
-
-
 def write_config(config: Config, model_dir: str) -> None:
     """Writes config.json and flags.txt for this invocation.
 
@@ -85,9 +80,9 @@ def write_config(config: Config, model_dir: str) -> None:
     so rerunning them resumes this run rather than moving it aside.
     """
     stored = dataclasses.replace(config, model_dir=model_dir, overwrite=False)
-    _write_atomically(os.path.join(model_dir, CONFIG_FILE), stored.to_json() + "\n")
+    write_text_atomically(os.path.join(model_dir, CONFIG_FILE), stored.to_json() + "\n")
     lines = [f"# Resolved flags of this run; rerun it with --flagfile={model_dir}/{FLAGS_FILE}"]
-    _write_atomically(os.path.join(model_dir, FLAGS_FILE),
+    write_text_atomically(os.path.join(model_dir, FLAGS_FILE),
                       "\n".join(lines + stored.to_flag_lines()) + "\n")
 
 
@@ -123,7 +118,6 @@ def trim_metrics(model_dir: str, first_epoch: int) -> None:
         return
     kept = [rows[0]] + [row for row in rows[1:] if row and int(row[0]) < first_epoch]
     if len(kept) != len(rows):
-        temporary = f"{path}.tmp"
-        with open(temporary, "w", newline="") as stream:
-            csv.writer(stream).writerows(kept)
-        os.replace(temporary, path)
+        text = io.StringIO()
+        csv.writer(text).writerows(kept)
+        write_text_atomically(path, text.getvalue())

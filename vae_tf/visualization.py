@@ -38,7 +38,7 @@ class LoadedRun:
 
 def load_run(model_dir: str, data_dir: str = "") -> LoadedRun:
     """The run's model restored from its newest checkpoint, with its data set."""
-    config, state = training.restore_trained(model_dir)
+    config, state = checkpoints.restore_trained(model_dir)
     dataset = data.load_dataset(config.dataset, data_dir or config.data_dir)
     return LoadedRun(model_dir, config, state.model, state.completed_epochs, dataset)
 

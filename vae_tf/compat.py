@@ -1,0 +1,97 @@
+"""Every workaround of a library bug and every use of a private API, in one place.
+
+Each entry names why it exists and the versions it was tested with
+(`TESTED_WITH`, the upper bounds pinned in setup.cfg); `tests/test_compat.py`
+has a test per entry that fails when the entry is no longer needed or no
+longer works, so that it can be removed or mended rather than linger.
+"""
+
+import functools
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from vae_tf import log
+
+TESTED_WITH = {"tensorflow": "2.21", "keras": "3.15"}
+
+# --- keras-team/keras#20585: Keras 3's fit under MultiWorkerMirroredStrategy -----------------
+
+
+class SkipSymbolicBuildWhenBuilt:
+    """A mixin for a keras.Model that is built, and whose optimizer is built, before `fit`.
+
+    Under a tf.distribute strategy, Keras 3's fit first averages one batch across
+    the replicas to build the model symbolically, which fails under
+    MultiWorkerMirroredStrategy (keras-team/keras#20585). A model built beforehand
+    has nothing left to build, so the step is skipped.
+    """
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if self.built and self.optimizer is not None and self.optimizer.built:
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+
+def step_logs(logs: dict) -> dict:
+    """A train or test step's logs, shaped so that Keras can gather them across workers.
+
+    Under MultiWorkerMirroredStrategy Keras 3 concatenates each worker's step logs
+    along axis 0, which scalars lack (keras-team/keras#20585); they become [1].
+    """
+    if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+        return {name: tf.reshape(value, [1]) for name, value in logs.items()}
+    return logs
+
+
+def log_value(value) -> float:
+    """A step log as a float, whether a scalar or the [1] of `step_logs`."""
+    return float(np.mean(value))
+
+
+# --- Keras' private optimizer slots, for FusedAdam -------------------------------------------
+
+
+@functools.cache
+def has_adam_slots() -> bool:
+    """Whether keras.optimizers.Adam keeps its moments where `adam_slots` reads them."""
+    optimizer = keras.optimizers.Adam()
+    optimizer.build([keras.Variable(np.zeros(1, np.float32))])
+    return all(hasattr(optimizer, name)
+               for name in ("_get_variable_index", "_momentums", "_velocities"))
+
+
+def adam_slots(optimizer: keras.optimizers.Adam, variable):
+    """(first moment, second moment) variables of `variable` in a Keras Adam optimizer."""
+    index = optimizer._get_variable_index(variable)
+    return optimizer._momentums[index], optimizer._velocities[index]
+
+
+def make_adam(learning_rate: float) -> keras.optimizers.Adam:
+    """FusedAdam where this Keras keeps Adam's slots as tested, else Keras' Adam, with a note."""
+    from vae_tf.optimizers import FusedAdam
+
+    if has_adam_slots():
+        return FusedAdam(learning_rate)
+    log.info(f"keras {keras.__version__} keeps Adam's moments elsewhere than Keras "
+             f"{TESTED_WITH['keras']}; training with keras.optimizers.Adam (the same updates, "
+             f"a little slower).")
+    return keras.optimizers.Adam(learning_rate)
+
+
+# --- TensorFlow's profiler trace format, for vae_tf.benchmark --profile_dir ------------------
+
+
+def xplane_pb2():
+    """The protobuf module of TensorFlow's profiler traces (XSpace), a private module."""
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2 as module
+
+    return module
+
+
+# --- Truncated checkpoints -------------------------------------------------------------------
+
+# A checkpoint whose .data file is cut short fails to restore with an IndexError raised by
+# TensorFlow's Python reader rather than an OpError; both mean "unreadable", not "foreign".
+UNREADABLE_CHECKPOINT_ERRORS = (tf.errors.OpError, IndexError)
