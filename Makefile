@@ -2,7 +2,7 @@
 #
 #   make train                      # trains: python -m vae_tf.train --dataset=fashion_mnist --z_dim=2
 #   make train FLAGS="--epochs=1"   # extra flags for vae_tf.train
-#   make test                       # the whole test suite (PYTEST_ARGS="-k data" to pick some)
+#   make test                       # ruff, then the whole test suite (PYTEST_ARGS="-k data")
 #
 # Everything goes into the virtual environment $(VENV); activate it with
 # `. .venv/bin/activate` to run `python -m vae_tf.<command>` directly.
@@ -13,6 +13,9 @@ FLAGS ?=
 PYTEST_ARGS ?=
 PY := $(VENV)/bin/python
 FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
+# The offline MNIST copy beside a checkout, which CI uses too, unless VAE_TF_DATA_DIR is set.
+SHARED_DATASETS := $(abspath ../shared/datasets)
+export VAE_TF_DATA_DIR ?= $(if $(wildcard $(SHARED_DATASETS)/mnist),$(SHARED_DATASETS),)
 # apt-get when we are root, sudo apt-get when sudo needs no password, else nothing.
 APT = $(shell if [ "$$(id -u)" = 0 ]; then echo apt-get; \
               elif sudo -n true 2>/dev/null; then echo "sudo apt-get"; fi)
@@ -48,6 +51,7 @@ train: install
 	$(PY) -m vae_tf.train --dataset=fashion_mnist --z_dim=2 $(FLAGS)
 
 test: install
+	$(VENV)/bin/ruff check .
 	MPLBACKEND=Agg $(PY) -m pytest $(PYTEST_ARGS)
 
 clean:

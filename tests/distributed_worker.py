@@ -7,7 +7,8 @@ noise is switched off so that the two steps are comparable number for number.
 
 MODE `train` runs `training.train_and_evaluate` with the flags in ARGS (TF_CONFIG
 configures multi-worker runs; --strategy=mirrored gets two logical CPU devices) and
-saves the final weights to OUT.
+saves the final weights to OUT. MODE `train_without_workarounds` does the same with
+the keras-team/keras#20585 workarounds of `vae_tf.compat` switched off.
 """
 
 import os
@@ -33,8 +34,9 @@ def mirrored_step(out, args):
     _two_logical_cpus()
     import keras
 
-    from conftest import parse_config
     from vae_tf import models
+
+    from conftest import parse_config
 
     models.Sampling.call = lambda self, z_mean, z_log_var: z_mean  # no noise: comparable steps
     config = parse_config(*args)
@@ -61,8 +63,9 @@ def mirrored_step(out, args):
 
 
 def train(out, args):
-    from conftest import parse_config
     from vae_tf import training
+
+    from conftest import parse_config
 
     if "--strategy=mirrored" in args:
         _two_logical_cpus()
@@ -70,6 +73,19 @@ def train(out, args):
     _save(out, result.model)
 
 
+def train_without_workarounds(out, args):
+    from vae_tf import compat, models
+
+    def keras_own_build(self, iterator=None, data_batch=None):
+        return super(compat.SkipSymbolicBuildWhenBuilt, self)._maybe_symbolic_build(
+            iterator=iterator, data_batch=data_batch)
+
+    compat.SkipSymbolicBuildWhenBuilt._maybe_symbolic_build = keras_own_build
+    models.compat.step_logs = lambda logs: logs
+    train(out, args)
+
+
 if __name__ == "__main__":
     mode, out, *rest = sys.argv[1:]
-    {"mirrored_step": mirrored_step, "train": train}[mode](out, rest)
+    {"mirrored_step": mirrored_step, "train": train,
+     "train_without_workarounds": train_without_workarounds}[mode](out, rest)

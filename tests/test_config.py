@@ -5,10 +5,11 @@ import dataclasses
 import pytest
 from absl import flags
 
-from conftest import FLAGFILES, parse_config
 from vae_tf import cli
 from vae_tf.config import Config
 from vae_tf.errors import ConfigError
+
+from conftest import FLAGFILES, parse_config
 
 
 def test_defaults_are_valid():

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import make_images, real_data_dir, write_dataset, write_idx
 from vae_tf import data
 from vae_tf.errors import DataError
+
+from conftest import make_images, real_data_dir, write_dataset, write_idx
 
 IMAGES = data.FILE_NAMES["train"][0]
 LABELS = data.FILE_NAMES["train"][1]

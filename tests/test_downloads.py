@@ -16,9 +16,10 @@ import pytest
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core.download import checksums
 
-from conftest import FAST, parse_config, real_data_dir
 from vae_tf import data, downloads, training
 from vae_tf.errors import DataError
+
+from conftest import FAST, parse_config, real_data_dir
 
 
 class _FakeInternet(http.server.BaseHTTPRequestHandler):

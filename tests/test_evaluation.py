@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO_ROOT, parse_config
 from vae_tf import evaluation, training
+
+from conftest import REPO_ROOT, parse_config
 
 D, Z, SIGMA = 6, 2, 0.5
 RNG = np.random.default_rng(0)

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO_ROOT, parse_config
 from vae_tf import exporting, training
 from vae_tf.errors import RunDirError
+
+from conftest import REPO_ROOT, parse_config
 
 SMALL = ["--encoder_layers=32", "--decoder_layers=32", "--conv_filters=8,8,8", "--batch_size=32",
          "--noprogress_bar", "--figures_every=0", "--epochs=1", "--steps_per_epoch=3"]

@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import FAST, REPO_ROOT, parse_config
 from vae_tf import training
 from vae_tf.errors import RunDirError
+
+from conftest import FAST, REPO_ROOT, parse_config
 
 # Wide layers make each checkpoint about 45 MB, so that its write takes long enough to be
 # caught, and every epoch gives another chance to catch one; --deterministic makes the

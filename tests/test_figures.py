@@ -8,8 +8,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import parse_config
 from vae_tf import figures, training
+
+from conftest import parse_config
 
 
 def _summaries(folder):

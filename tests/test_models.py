@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import make_images
 from vae_tf import models
 from vae_tf.config import Config
+
+from conftest import make_images
 
 BATCH = 16
 

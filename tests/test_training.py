@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import FAST, FLAGFILES, parse_config, real_data_dir
 from vae_tf import run_dir, training
 from vae_tf.errors import ConfigError, RunDirError
+
+from conftest import FAST, FLAGFILES, parse_config, real_data_dir
 
 
 def _weights(model):

@@ -6,10 +6,11 @@ import sys
 
 import pytest
 
-from conftest import REPO_ROOT, parse_config
 from vae_tf import training, visualization
 from vae_tf.errors import ConfigError, RunDirError
-from vae_tf.plots import RUN_PLOTS
+from vae_tf.visualization import PLOTS
+
+from conftest import REPO_ROOT, parse_config
 
 SMALL = ["--arch=mlp", "--encoder_layers=32", "--decoder_layers=32", "--batch_size=32",
          "--noprogress_bar", "--figures_every=0", "--noexport"]
@@ -28,7 +29,7 @@ def runs(tiny_data_dir, tmp_path_factory):
     return made
 
 
-@pytest.mark.parametrize("plot", [p for p in RUN_PLOTS if p != "compare"])
+@pytest.mark.parametrize("plot", list(PLOTS))
 def test_every_plot_writes_its_png_named_after_the_checkpoint(runs, plot):
     [path] = visualization.plot_run(runs["conditional"], plot)
     assert path == os.path.join(runs["conditional"], "figures",
@@ -81,3 +82,22 @@ def test_visualize_command_prints_the_paths_it_wrote(runs):
     bad = subprocess.run([sys.executable, "-m", "vae_tf.visualize", "--plot=pie"],
                          capture_output=True, text=True, timeout=120, env=environment)
     assert bad.returncode == 1 and "error: --plot=pie is not one of" in bad.stderr
+
+
+def test_visualize_draws_the_figures_training_draws_with_the_same_titles(runs, tiny_data_dir):
+    from vae_tf import figures
+
+    run = visualization.load_run(runs["conditional"])
+    fixed = figures.FixedInputs.from_split(run.dataset.test, run.dataset.class_names, seed=0)
+    arrays = figures.epoch_arrays(run.model, fixed)
+    trained = figures.epoch_figures(run.epoch, arrays, {run.epoch: arrays}, fixed, [])
+    for plot, name in (("reconstructions", "reconstructions_epoch_002.png"),
+                       ("samples", "samples_epoch_002.png"),
+                       ("scatter", "scatter_epoch_002.png"),
+                       ("manifold", "manifold_epoch_002.png")):
+        drawn = visualization.figure_for(run, plot, visualization.PlotOptions())
+        assert _title(drawn) == _title(trained[name]) and _title(drawn).startswith("Epoch 2:")
+
+
+def _title(figure):
+    return figure._suptitle.get_text() if figure._suptitle else figure.axes[0].get_title()

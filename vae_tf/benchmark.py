@@ -11,14 +11,11 @@ with the TensorFlow profiler and prints where the step's time goes.
 """
 
 import json
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import flags
 
-from absl import flags  # noqa: E402
-
-from vae_tf import cli  # noqa: E402
-from vae_tf.errors import ConfigError  # noqa: E402
+from vae_tf import cli
+from vae_tf.errors import ConfigError
 
 cli.define_config_flags()
 flags.DEFINE_integer("steps", 200, "Training steps per timed repeat.")

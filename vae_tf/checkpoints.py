@@ -51,7 +51,8 @@ def random_states(model: keras.Model) -> list:
     return [variable for variable in model.variables if id(variable) not in weight_ids]
 
 
-def restore_run(config, model_dir: str, num_classes: int = NUM_CLASSES, save_dir: str = None) -> RunState:
+def restore_run(config, model_dir: str, num_classes: int = NUM_CLASSES,
+                save_dir: str = None) -> RunState:
     """Builds the model and optimizer, then restores the newest checkpoint if any.
 
     Restoring into unbuilt objects silently does nothing, so the model is

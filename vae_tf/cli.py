@@ -5,14 +5,19 @@ flags, turn the parsed FLAGS into a `Config`, and run their main function
 under `run`, which reports a `VaeTfError` as one line on stderr and exits 1.
 """
 
-import dataclasses
 import os
-import sys
 
-from absl import app, flags, logging
+# TensorFlow's C++ start-up chatter hides the output users came for; this must be set
+# before TensorFlow loads, which importing the configuration does.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from vae_tf.config import Config
-from vae_tf.errors import ConfigError, VaeTfError
+import dataclasses  # noqa: E402
+import sys  # noqa: E402
+
+from absl import app, flags, logging  # noqa: E402
+
+from vae_tf.config import Config  # noqa: E402
+from vae_tf.errors import ConfigError, VaeTfError  # noqa: E402
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -104,8 +109,6 @@ def run(main) -> None:
                   "the same command again to resume.", file=sys.stderr)
             sys.exit(EXIT_INTERRUPTED)
 
-    # TensorFlow's C++ start-up chatter hides the output users came for.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     app.run(guarded_main)
 
 

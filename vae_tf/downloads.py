@@ -33,7 +33,9 @@ def reachable(url: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> bool:
     def probe():
         try:
             request = urllib.request.Request(url, method="HEAD")
-            with urllib.request.urlopen(request, timeout=timeout) as response:
+            # A new opener reads the proxy variables now; urlopen's shared one read them
+            # once, at its first use in this process.
+            with urllib.request.build_opener().open(request, timeout=timeout) as response:
                 result.append(response.status < 400)
         except (urllib.error.URLError, OSError, ValueError):
             result.append(False)

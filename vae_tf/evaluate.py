@@ -8,12 +8,10 @@ a progress bar; writes them to <model_dir>/evaluation.json and TensorBoard.
 import json
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import flags
 
-from absl import flags  # noqa: E402
-
-from vae_tf import cli  # noqa: E402
-from vae_tf.errors import ConfigError  # noqa: E402
+from vae_tf import cli
+from vae_tf.errors import ConfigError
 
 flags.DEFINE_string("model_dir", "", "Folder of the run to evaluate (as given to vae_tf.train).")
 flags.DEFINE_integer("num_examples", 0, "Evaluate the first N test images; 0 means all.")

@@ -5,13 +5,9 @@ plain `tf.saved_model.load` and offers the `decode`, `encode` and `generate`
 signatures described in `vae_tf.exporting`.
 """
 
-import os
+from absl import flags
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from absl import flags  # noqa: E402
-
-from vae_tf import cli  # noqa: E402
+from vae_tf import cli
 
 flags.DEFINE_string("model_dir", "", "Folder of the run to export (as given to vae_tf.train).")
 flags.DEFINE_boolean("overwrite", False, "Replace an existing <model_dir>/saved_model.")

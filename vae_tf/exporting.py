@@ -24,9 +24,9 @@ import tempfile
 import tensorflow as tf
 
 import vae_tf
+from vae_tf.checkpoints import random_states
 from vae_tf.data import CLASS_NAMES, IMAGE_SHAPE
 from vae_tf.errors import RunDirError
-from vae_tf.checkpoints import random_states
 
 EXPORT_DIR = "saved_model"
 
@@ -81,7 +81,7 @@ class ExportModule(tf.Module):
     def _encode(self, images):
         images = self._after([tf.debugging.assert_equal(
             tf.shape(images)[1:], tf.constant(IMAGE_SHAPE),
-            message="images must be [batch, 28, 28, 1]")], images)
+            message=f"images must be [batch, {', '.join(map(str, IMAGE_SHAPE))}]")], images)
         z_mean, z_log_var = self.model.encoder(images, training=False)
         outputs = {"z_mean": z_mean, "z_log_var": z_log_var}
         if self.model.conditional:

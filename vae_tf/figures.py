@@ -18,6 +18,8 @@ import tensorflow as tf
 from PIL import Image
 
 from vae_tf import inspection, plots
+from vae_tf.data import IMAGE_SHAPE
+from vae_tf.files import write_atomically
 
 FIGURES_DIR = "figures"
 HISTORY_DIR = os.path.join(FIGURES_DIR, "history")
@@ -72,34 +74,61 @@ def _save(figure, path: str) -> str:
     return path
 
 
+# One function per figure, used by training, `python -m vae_tf.visualize` and the notebooks,
+# so that a figure has the same title wherever it is drawn.
+
+
+def reconstructions_figure(epoch: int, originals, reconstructed):
+    """Test images [N, 28, 28] above their reconstructions [N, 28, 28]."""
+    return plots.reconstructions(originals, reconstructed,
+                                 title=f"Epoch {epoch}: test images (top) and reconstructions")
+
+
+def samples_figure(epoch: int, images):
+    """Decoded draws from the prior, [N, 28, 28]."""
+    return plots.samples(images, title=f"Epoch {epoch}: samples from the prior")
+
+
+def scatter_figure(epoch: int, z_mean, labels, class_names, limits=None):
+    """The test set's latent means [N, Z], coloured by class (PCA when Z > 2)."""
+    return plots.latent_scatter(z_mean, labels, class_names, limits=limits,
+                                title=f"Epoch {epoch}: latent means of the test set")
+
+
+def manifold_figure(epoch: int, images):
+    """The decoded latent plane [S, S, 28, 28] of `plots.manifold_values(MANIFOLD_SIZE)`."""
+    return plots.manifold(images, plots.manifold_values(MANIFOLD_SIZE),
+                          title=f"Epoch {epoch}: decoded latent plane")
+
+
+def conditional_by_epoch_figure(rows_by_epoch: dict, class_names):
+    """{epoch: one shared z decoded as every class [C, 28, 28]}, one row per epoch."""
+    epochs = sorted(rows_by_epoch)
+    return plots.conditional_grid(np.stack([rows_by_epoch[e] for e in epochs]),
+                                  [f"epoch {e}" for e in epochs], class_names)
+
+
 def epoch_figures(epoch: int, arrays: dict, history: dict, fixed: FixedInputs,
                   metrics: list) -> dict:
     """{file name: Figure} of the figures to write after `epoch` (1-based)."""
     originals = fixed.examples[..., 0]
     tag = f"epoch_{epoch:03d}"
     figures = {
-        f"reconstructions_{tag}.png": plots.reconstructions(
-            originals, arrays["reconstructions"],
-            title=f"Epoch {epoch}: test images (top) and reconstructions"),
+        f"reconstructions_{tag}.png": reconstructions_figure(
+            epoch, originals, arrays["reconstructions"]),
         "reconstructions_by_epoch.png": plots.reconstructions_by_epoch(
             originals, {e: h["reconstructions"] for e, h in history.items()}),
-        f"samples_{tag}.png": plots.samples(arrays["samples"],
-                                            title=f"Epoch {epoch}: samples from the prior"),
-        f"scatter_{tag}.png": plots.latent_scatter(
-            arrays["z_mean"], fixed.test_labels, fixed.class_names,
-            title=f"Epoch {epoch}: latent means of the test set"),
+        f"samples_{tag}.png": samples_figure(epoch, arrays["samples"]),
+        f"scatter_{tag}.png": scatter_figure(epoch, arrays["z_mean"], fixed.test_labels,
+                                             fixed.class_names),
     }
     if metrics:
         figures["losses.png"] = plots.loss_curves(metrics)
     if "conditional" in arrays:
-        epochs = sorted(history)
-        figures["conditional_by_epoch.png"] = plots.conditional_grid(
-            np.stack([history[e]["conditional"] for e in epochs]),
-            [f"epoch {e}" for e in epochs], fixed.class_names)
+        figures["conditional_by_epoch.png"] = conditional_by_epoch_figure(
+            {e: h["conditional"] for e, h in history.items()}, fixed.class_names)
     if "manifold" in arrays:
-        figures[f"manifold_{tag}.png"] = plots.manifold(
-            arrays["manifold"], plots.manifold_values(MANIFOLD_SIZE),
-            title=f"Epoch {epoch}: decoded latent plane")
+        figures[f"manifold_{tag}.png"] = manifold_figure(epoch, arrays["manifold"])
     return figures
 
 
@@ -114,9 +143,8 @@ def write_epoch(model, fixed: FixedInputs, epoch: int, model_dir: str, metrics: 
     """
     os.makedirs(os.path.join(model_dir, HISTORY_DIR), exist_ok=True)
     arrays = epoch_arrays(model, fixed)
-    history_path = os.path.join(model_dir, HISTORY_DIR, f"epoch_{epoch:03d}.npz")
-    np.savez_compressed(history_path + ".tmp.npz", **arrays)
-    os.replace(history_path + ".tmp.npz", history_path)
+    write_atomically(os.path.join(model_dir, HISTORY_DIR, f"epoch_{epoch:03d}.npz"),
+                     lambda path: np.savez_compressed(path, **arrays), suffix=".tmp.npz")
     history[epoch] = arrays
     # Epochs after this one can only be left over from a run stopped before its checkpoint.
     for stale in [e for e in history if e > epoch]:
@@ -149,10 +177,9 @@ def _limits(points: list) -> tuple:
 def _gif(figures: list, path: str) -> str:
     frames = [Image.open(io.BytesIO(plots.to_png(f, dpi=FRAME_DPI))).convert("RGB")
               for f in figures]
-    frames[0].save(path + ".tmp.gif", save_all=True, append_images=frames[1:], duration=700,
-                   loop=0)
-    os.replace(path + ".tmp.gif", path)
-    return path
+    return write_atomically(path, lambda temporary: frames[0].save(
+        temporary, save_all=True, append_images=frames[1:], duration=700, loop=0),
+        suffix=".tmp.gif")
 
 
 def write_animations(model_dir: str, fixed: FixedInputs, history: dict) -> list:
@@ -161,32 +188,28 @@ def write_animations(model_dir: str, fixed: FixedInputs, history: dict) -> list:
         return []
     epochs = sorted(history)
     directory = os.path.join(model_dir, FIGURES_DIR)
-    points = [plots.pca_2d(history[e]["z_mean"]) if history[e]["z_mean"].shape[1] != 2
-              else history[e]["z_mean"] for e in epochs]
-    limits = _limits(points)
-    paths = [_gif([plots.latent_scatter(history[e]["z_mean"], fixed.test_labels,
-                                        fixed.class_names, title=f"Epoch {e}: latent means",
-                                        limits=limits) for e in epochs],
+    limits = _limits([plots.plane(history[e]["z_mean"]) for e in epochs])
+    paths = [_gif([scatter_figure(e, history[e]["z_mean"], fixed.test_labels,
+                                  fixed.class_names, limits=limits) for e in epochs],
                   os.path.join(directory, "scatter.gif"))]
     if "manifold" in history[epochs[0]]:
-        values = plots.manifold_values(MANIFOLD_SIZE)
-        paths.append(_gif([plots.manifold(history[e]["manifold"], values,
-                                          title=f"Epoch {e}: decoded latent plane")
-                           for e in epochs], os.path.join(directory, "manifold.gif")))
+        paths.append(_gif([manifold_figure(e, history[e]["manifold"]) for e in epochs],
+                          os.path.join(directory, "manifold.gif")))
     if "conditional" in history[epochs[0]]:
-        paths.append(_gif([plots.conditional_grid(history[e]["conditional"][np.newaxis],
-                                                  [f"epoch {e}"], fixed.class_names)
-                           for e in epochs],
+        paths.append(_gif([conditional_by_epoch_figure({e: history[e]["conditional"]},
+                                                       fixed.class_names) for e in epochs],
                           os.path.join(directory, "conditional.gif")))
     return paths
 
 
 def sprite(images: np.ndarray) -> np.ndarray:
-    """[N, 28, 28] images in [0, 1] -> one square uint8 sprite sheet, row-major."""
+    """[N, H, W] images in [0, 1] -> one square uint8 sprite sheet, row-major."""
     side = int(np.ceil(np.sqrt(len(images))))
-    sheet = np.zeros((side * side, 28, 28), np.float32)
+    height, width = images.shape[1:3]
+    sheet = np.zeros((side * side, height, width), np.float32)
     sheet[:len(images)] = images
-    sheet = sheet.reshape(side, side, 28, 28).transpose(0, 2, 1, 3).reshape(side * 28, side * 28)
+    sheet = sheet.reshape(side, side, height, width).transpose(0, 2, 1, 3).reshape(
+        side * height, side * width)
     return (sheet * 255).round().astype(np.uint8)
 
 
@@ -212,6 +235,6 @@ def write_projector(folder: str, z_mean: np.ndarray, fixed: FixedInputs) -> str:
     entry.tensor_name = "embedding/.ATTRIBUTES/VARIABLE_VALUE"
     entry.metadata_path = "metadata.tsv"
     entry.sprite.image_path = "sprite.png"
-    entry.sprite.single_image_dim.extend([28, 28])
+    entry.sprite.single_image_dim.extend(IMAGE_SHAPE[:2])
     projector.visualize_embeddings(folder, config)
     return folder

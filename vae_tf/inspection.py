@@ -73,7 +73,7 @@ def manifold(model: VAE, values: np.ndarray, label: int = 0) -> np.ndarray:
     z = np.array([(values[c], values[size - 1 - r]) for r in range(size) for c in range(size)],
                  np.float32)
     images = decode(model, z, np.full(len(z), label) if model.conditional else None)
-    return images.reshape(size, size, 28, 28)
+    return images.reshape((size, size) + images.shape[1:])
 
 
 def traversal(model: VAE, z_base: np.ndarray, values: np.ndarray, label: int = 0) -> np.ndarray:
@@ -83,7 +83,7 @@ def traversal(model: VAE, z_base: np.ndarray, values: np.ndarray, label: int = 0
     for d in range(z_dim):
         z[d * steps:(d + 1) * steps, d] = values
     images = decode(model, z, np.full(len(z), label) if model.conditional else None)
-    return images.reshape(z_dim, steps, 28, 28)
+    return images.reshape((z_dim, steps) + images.shape[1:])
 
 
 def interpolation(model: VAE, image_a: np.ndarray, image_b: np.ndarray, steps: int = 10,

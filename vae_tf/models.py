@@ -251,7 +251,7 @@ class VAE(compat.SkipSymbolicBuildWhenBuilt, keras.Model):
         return tf.sigmoid(self.decoder(z, training=False))
 
     def decoder_input(self, z, images):
-        """What the decoder reads for latents z of `images`: z, or z joined by class probabilities."""
+        """The decoder's input for latents z of `images`: z, joined by class probabilities."""
         if self.classifier is None:
             return z
         return with_class_probabilities(z, self.classifier(images, training=False))

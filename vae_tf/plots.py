@@ -3,7 +3,7 @@
 Every function takes NumPy arrays and returns a `matplotlib.figure.Figure`,
 built without pyplot and never shown, so the same code serves the training
 callback, `python -m vae_tf.visualize`, TensorBoard, notebooks and tests, with
-or without a display. Images are [..., 28, 28] floats in [0, 1], drawn in grey
+or without a display. Images are [..., H, W] floats in [0, 1], drawn in grey
 scale with pixels unsmoothed; grids are tiled into one picture so that a
 20x20 manifold is as quick to draw as a single digit.
 """
@@ -14,9 +14,6 @@ from statistics import NormalDist
 import numpy as np
 from matplotlib.figure import Figure
 
-# The figures `python -m vae_tf.visualize --plot=NAME` draws from a checkpoint.
-RUN_PLOTS = ("reconstructions", "samples", "conditional", "scatter", "manifold", "traversal",
-             "interpolation", "compare")
 CELL_INCHES = 0.55  # size of one 28x28 image in a grid
 PAD = 2  # pixels between tiled images
 
@@ -34,18 +31,21 @@ def tile(images: np.ndarray) -> np.ndarray:
 
 def image_grid(images, title=None, row_labels=None, col_labels=None, xlabel=None,
                ylabel=None) -> Figure:
-    """A grid of [R, C, 28, 28] images with optional row and column labels."""
-    images = np.asarray(images, np.float32).reshape(np.shape(images)[:2] + (28, 28))
-    rows, cols = images.shape[:2]
+    """A grid of [R, C, H, W] images (or [R, C, H, W, 1]) with optional row and column labels."""
+    images = np.asarray(images, np.float32)
+    if images.ndim == 5 and images.shape[-1] == 1:
+        images = images[..., 0]
+    rows, cols, height, width = images.shape
     label_inches = 1.3 if row_labels is not None else 0.3
     figure = Figure(figsize=(cols * CELL_INCHES + label_inches,
                              rows * CELL_INCHES + 0.9 + (0.5 if col_labels is not None else 0)),
                     layout="constrained")
     axes = figure.subplots()
     axes.imshow(tile(images), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
-    step = 28 + PAD
-    axes.set_xticks([c * step + 13.5 for c in range(cols)] if col_labels is not None else [])
-    axes.set_yticks([r * step + 13.5 for r in range(rows)] if row_labels is not None else [])
+    axes.set_xticks([c * (width + PAD) + (width - 1) / 2 for c in range(cols)]
+                    if col_labels is not None else [])
+    axes.set_yticks([r * (height + PAD) + (height - 1) / 2 for r in range(rows)]
+                    if row_labels is not None else [])
     if col_labels is not None:
         axes.set_xticklabels(col_labels, rotation=45 if max(map(len, col_labels)) > 3 else 0,
                              ha="left" if max(map(len, col_labels)) > 3 else "center")
@@ -79,13 +79,13 @@ def reconstructions_by_epoch(originals, reconstructed_by_epoch: dict) -> Figure:
 
 
 def samples(images, title="Samples from the prior") -> Figure:
-    """[N, 28, 28] decoded prior samples in a square-ish grid."""
+    """[N, H, W] decoded prior samples in a square-ish grid."""
     images = np.asarray(images)
     cols = int(np.ceil(np.sqrt(len(images))))
     rows = int(np.ceil(len(images) / cols))
-    padded = np.ones((rows * cols, 28, 28), np.float32)
-    padded[:len(images)] = images.reshape(-1, 28, 28)
-    return image_grid(padded.reshape(rows, cols, 28, 28), title=title)
+    padded = np.ones((rows * cols,) + images.shape[1:], np.float32)
+    padded[:len(images)] = images
+    return image_grid(padded.reshape((rows, cols) + images.shape[1:]), title=title)
 
 
 def conditional_grid(images, row_labels, class_names,
@@ -121,6 +121,11 @@ def loss_curves(metrics: list) -> Figure:
     return figure
 
 
+def plane(z: np.ndarray) -> np.ndarray:
+    """[N, Z] latents as [N, 2] points: themselves for Z = 2, else their PCA projection."""
+    return z if z.shape[1] == 2 else pca_2d(z)
+
+
 def pca_2d(z: np.ndarray) -> np.ndarray:
     """Projects [N, Z] points onto their first two principal components."""
     centred = z - z.mean(axis=0)
@@ -144,7 +149,7 @@ def latent_scatter(z, labels, class_names, title="Latent means of the test set",
     """Test-set latent means coloured by class; a PCA projection when z_dim > 2."""
     z = np.asarray(z)
     projected = z.shape[1] != 2
-    points = pca_2d(z) if projected else z
+    points = plane(z)
     figure = Figure(figsize=(7.0, 5.6), layout="constrained")
     axes = figure.subplots()
     _scatter_by_class(axes, points, labels, class_names, size=3)
@@ -202,7 +207,7 @@ def compare_runs(runs: list, class_names) -> Figure:
     figure = Figure(figsize=(5.2 * len(runs) + 1.6, 8.4), layout="constrained")
     grid = figure.subplots(2, len(runs), squeeze=False)
     for column, (name, z, labels, metrics) in enumerate(runs):
-        points = pca_2d(z) if z.shape[1] != 2 else z
+        points = plane(z)
         scatter_axes, loss_axes = grid[0, column], grid[1, column]
         _scatter_by_class(scatter_axes, points, labels, class_names, size=2)
         scatter_axes.set_title(name + (" (PCA)" if z.shape[1] != 2 else ""))

@@ -5,18 +5,14 @@ Presets reproducing the three tutorials are flagfiles:
 listed by `--help`; rerunning a command resumes its run.
 """
 
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from vae_tf import cli  # noqa: E402
+from vae_tf import cli
 
 cli.define_config_flags()
 
 
 def main(argv):
     del argv  # cli.run rejects positional arguments
-    config = cli.config_from_flags()  # validated before TensorFlow loads
+    config = cli.config_from_flags()
     from vae_tf import training
 
     result = training.train_and_evaluate(config)

@@ -11,10 +11,8 @@ import os
 
 import numpy as np
 
-from vae_tf import data, inspection, plots, run_dir, training
+from vae_tf import checkpoints, data, figures, inspection, plots, run_dir
 from vae_tf.errors import ConfigError
-from vae_tf.figures import FIGURES_DIR, MANIFOLD_SIZE, NUM_SAMPLES
-from vae_tf.plots import RUN_PLOTS
 
 
 @dataclasses.dataclass
@@ -43,53 +41,84 @@ def load_run(model_dir: str, data_dir: str = "") -> LoadedRun:
     return LoadedRun(model_dir, config, state.model, state.completed_epochs, dataset)
 
 
+def _examples(run: LoadedRun) -> np.ndarray:
+    """One test image per class, [C, 28, 28, 1] float32."""
+    return run.dataset.test.float_images()[inspection.one_per_class(run.dataset.test.labels)]
+
+
+def _label(run: LoadedRun, options: PlotOptions):
+    return options.label if run.model.conditional else None
+
+
+def _reconstructions(run: LoadedRun, options: PlotOptions):
+    examples = _examples(run)
+    return figures.reconstructions_figure(run.epoch, examples[..., 0],
+                                          inspection.reconstructions(run.model, examples))
+
+
+def _samples(run: LoadedRun, options: PlotOptions):
+    return figures.samples_figure(
+        run.epoch, inspection.prior_samples(run.model, figures.NUM_SAMPLES, options.seed))
+
+
+def _conditional(run: LoadedRun, options: PlotOptions):
+    if not run.model.conditional:
+        raise ConfigError(f"--plot=conditional needs a conditional model; {run.model_dir} "
+                          f"was trained without a classifier (--classifier_weight=0).")
+    rows = np.stack([inspection.conditional_row(run.model, options.seed + row)
+                     for row in range(options.conditional_rows)])
+    return plots.conditional_grid(rows, [f"z #{row + 1}" for row in range(len(rows))],
+                                  run.dataset.class_names,
+                                  title=f"Epoch {run.epoch}: each row decodes one z as every "
+                                        f"class")
+
+
+def _scatter(run: LoadedRun, options: PlotOptions):
+    z_mean, _ = inspection.encode(run.model, run.dataset.test.float_images())
+    return figures.scatter_figure(run.epoch, z_mean, run.dataset.test.labels,
+                                  run.dataset.class_names)
+
+
+def _manifold(run: LoadedRun, options: PlotOptions):
+    if run.model.z_dim != 2:
+        raise ConfigError(f"--plot=manifold needs z_dim=2 and {run.model_dir} has "
+                          f"z_dim={run.model.z_dim}; try --plot=traversal.")
+    values = plots.manifold_values(figures.MANIFOLD_SIZE)
+    return figures.manifold_figure(run.epoch,
+                                   inspection.manifold(run.model, values, options.label))
+
+
+def _traversal(run: LoadedRun, options: PlotOptions):
+    values = np.linspace(-options.traversal_range, options.traversal_range, options.steps)
+    z_base = inspection.encode(run.model, _examples(run)[:1])[0][0]
+    return plots.traversal(inspection.traversal(run.model, z_base, values, options.label),
+                           values, title=f"Epoch {run.epoch}: one latent dimension swept per "
+                                         f"row, from the first test image's latent mean")
+
+
+def _interpolation(run: LoadedRun, options: PlotOptions):
+    examples = _examples(run)
+    label = _label(run, options)
+    line = inspection.interpolation(run.model, examples[0], examples[1], options.steps,
+                                    label if label is not None else 0)
+    names = run.dataset.class_names
+    return plots.interpolation(line, title=f"Epoch {run.epoch}: from a {names[0]} to a "
+                                           f"{names[1]} through the latent space")
+
+
+# --plot: the figure of each plot name, drawn from one run's latest checkpoint; `compare`
+# draws several runs (see compare_runs).
+PLOTS = {"reconstructions": _reconstructions, "samples": _samples,
+         "conditional": _conditional, "scatter": _scatter, "manifold": _manifold,
+         "traversal": _traversal, "interpolation": _interpolation}
+PLOT_NAMES = tuple(PLOTS) + ("compare",)
+
+
 def figure_for(run: LoadedRun, plot: str, options: PlotOptions):
-    """The Figure of one `plot` for a loaded run."""
-    model, epoch = run.model, run.epoch
-    images = run.dataset.test.float_images()
-    examples = images[inspection.one_per_class(run.dataset.test.labels)]
-    label = options.label if model.conditional else None
-    if plot == "reconstructions":
-        return plots.reconstructions(examples[..., 0],
-                                     inspection.reconstructions(model, examples),
-                                     title=f"Epoch {epoch}: test images and reconstructions")
-    if plot == "samples":
-        return plots.samples(inspection.prior_samples(model, NUM_SAMPLES, options.seed),
-                             title=f"Epoch {epoch}: samples from the prior")
-    if plot == "conditional":
-        if not model.conditional:
-            raise ConfigError(f"--plot=conditional needs a conditional model; {run.model_dir} "
-                              f"was trained without a classifier (--classifier_weight=0).")
-        rows = np.stack([inspection.conditional_row(model, options.seed + row)
-                         for row in range(options.conditional_rows)])
-        return plots.conditional_grid(rows, [f"z #{row + 1}" for row in range(len(rows))],
-                                      run.dataset.class_names,
-                                      title=f"Epoch {epoch}: each row decodes one z as every "
-                                            f"class")
-    if plot == "scatter":
-        z_mean, _ = inspection.encode(model, images)
-        return plots.latent_scatter(z_mean, run.dataset.test.labels, run.dataset.class_names,
-                                    title=f"Epoch {epoch}: latent means of the test set")
-    if plot == "manifold":
-        if model.z_dim != 2:
-            raise ConfigError(f"--plot=manifold needs z_dim=2 and {run.model_dir} has "
-                              f"z_dim={model.z_dim}; try --plot=traversal.")
-        values = plots.manifold_values(MANIFOLD_SIZE)
-        return plots.manifold(inspection.manifold(model, values, options.label), values,
-                              title=f"Epoch {epoch}: decoded latent plane")
-    if plot == "traversal":
-        values = np.linspace(-options.traversal_range, options.traversal_range, options.steps)
-        z_base = inspection.encode(model, examples[:1])[0][0]
-        return plots.traversal(inspection.traversal(model, z_base, values, options.label),
-                               values, title=f"Epoch {epoch}: one latent dimension swept per "
-                                             f"row, from the first test image's latent mean")
-    if plot == "interpolation":
-        line = inspection.interpolation(model, examples[0], examples[1], options.steps,
-                                        label if label is not None else 0)
-        names = run.dataset.class_names
-        return plots.interpolation(line, title=f"Epoch {epoch}: from a {names[0]} to a "
-                                               f"{names[1]} through the latent space")
-    raise ConfigError(f"--plot={plot} is not one of {', '.join(RUN_PLOTS)}.")
+    """The Figure of one `plot` (a name in PLOTS) for a loaded run."""
+    if plot not in PLOTS:
+        raise ConfigError(f"--plot={plot} is not one of {', '.join(PLOT_NAMES)}.")
+    return PLOTS[plot](run, options)
 
 
 def plot_run(model_dir: str, plot: str, options: PlotOptions = None) -> list:
@@ -97,8 +126,8 @@ def plot_run(model_dir: str, plot: str, options: PlotOptions = None) -> list:
     options = options or PlotOptions()
     if plot == "compare":
         raise ConfigError("--plot=compare draws several runs: pass --model_dirs=A,B.")
-    if plot not in RUN_PLOTS:
-        raise ConfigError(f"--plot={plot} is not one of {', '.join(RUN_PLOTS)}.")
+    if plot not in PLOTS:
+        raise ConfigError(f"--plot={plot} is not one of {', '.join(PLOT_NAMES)}.")
     run = load_run(model_dir, options.data_dir)
     if run.model.conditional and not 0 <= options.label < run.model.num_classes:
         raise ConfigError(f"--label={options.label} is outside 0-{run.model.num_classes - 1}, "
@@ -128,7 +157,7 @@ def compare_runs(model_dirs: list, options: PlotOptions = None) -> list:
 
 
 def _write(figure, model_dir: str, name: str) -> str:
-    directory = os.path.join(model_dir, FIGURES_DIR)
+    directory = os.path.join(model_dir, figures.FIGURES_DIR)
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, name)
     figure.savefig(path, dpi=100)

@@ -5,15 +5,12 @@ paths of the PNGs it writes into `<model_dir>/figures/`. `--plot=compare`
 takes `--model_dirs=A,B` instead, e.g. a run beside its `--beta=0` twin.
 """
 
-import os
+from absl import flags
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from vae_tf import cli, visualization
+from vae_tf.errors import ConfigError
 
-from absl import flags  # noqa: E402
-
-from vae_tf import cli  # noqa: E402
-from vae_tf.errors import ConfigError  # noqa: E402
-from vae_tf.plots import RUN_PLOTS as PLOTS  # noqa: E402
+PLOTS = visualization.PLOT_NAMES
 
 flags.DEFINE_string("model_dir", "", "Folder of the run to draw (as given to vae_tf.train).")
 flags.DEFINE_string("plot", "reconstructions",
@@ -38,8 +35,6 @@ def main(argv):
     if FLAGS.steps < 2 or FLAGS.traversal_range <= 0:
         raise ConfigError(f"--steps={FLAGS.steps} must be at least 2 and --traversal_range="
                           f"{FLAGS.traversal_range} positive.")
-    from vae_tf import visualization
-
     options = visualization.PlotOptions(
         traversal_range=FLAGS.traversal_range, steps=FLAGS.steps, label=FLAGS.label,
         seed=FLAGS.seed, data_dir=FLAGS.data_dir)

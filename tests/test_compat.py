@@ -1,0 +1,63 @@
+"""Each workaround of `vae_tf.compat` is still needed, and still works.
+
+A test here that fails on a new TensorFlow or Keras says which workaround to
+remove (the library fixed its bug) or to mend (a private API moved).
+"""
+
+import glob
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from vae_tf import compat, optimizers
+
+
+def test_the_installed_versions_are_the_tested_ones():
+    # setup.cfg pins these upper bounds; raise them only after this suite passes on the next.
+    assert tf.__version__.startswith(compat.TESTED_WITH["tensorflow"] + ".")
+    assert keras.__version__.startswith(compat.TESTED_WITH["keras"] + ".")
+
+
+def test_keras_adam_keeps_the_private_slots_that_fused_adam_reads():
+    assert compat.has_adam_slots(), "Keras moved Adam's moments: mend compat.adam_slots"
+    optimizer = keras.optimizers.Adam()
+    variable = keras.Variable(np.ones(3, np.float32))
+    optimizer.build([variable])
+    momentum, velocity = compat.adam_slots(optimizer, variable)
+    assert momentum.shape == velocity.shape == (3,)
+    assert isinstance(compat.make_adam(0.01), optimizers.FusedAdam)
+
+
+def test_without_the_private_slots_training_falls_back_to_keras_adam(monkeypatch, capsys):
+    monkeypatch.setattr(compat, "has_adam_slots", lambda: False)
+    optimizer = compat.make_adam(0.01)
+    assert type(optimizer) is keras.optimizers.Adam
+    assert float(optimizer.learning_rate.numpy()) == pytest.approx(0.01)
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and "training with keras.optimizers.Adam" in out[0]
+
+
+def test_the_profiler_trace_format_is_still_importable():
+    assert hasattr(compat.xplane_pb2(), "XSpace")
+
+
+def test_a_truncated_checkpoint_still_raises_index_error(tmp_path):
+    # When TensorFlow raises an OpError here instead, IndexError can leave
+    # compat.UNREADABLE_CHECKPOINT_ERRORS.
+    prefix = tf.train.Checkpoint(v=tf.Variable(tf.zeros([1000, 100]))).save(
+        str(tmp_path / "ckpt"))
+    (data_file,) = glob.glob(prefix + ".data*")
+    with open(data_file, "r+b") as stream:
+        stream.truncate(os.path.getsize(data_file) // 2)
+    with pytest.raises(IndexError):
+        tf.train.Checkpoint(v=tf.Variable(tf.zeros([1000, 100]))).restore(prefix)
+    assert IndexError in compat.UNREADABLE_CHECKPOINT_ERRORS
+
+
+def test_step_logs_are_left_alone_outside_multi_worker():
+    logs = {"loss": tf.constant(1.5)}
+    assert compat.step_logs(logs) is logs
+    assert compat.log_value(tf.reshape(logs["loss"], [1])) == 1.5
