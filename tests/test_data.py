@@ -123,19 +123,26 @@ def test_data_dir_may_hold_a_dataset_sub_folder(tmp_path):
     assert data.find_local_dir("mnist", str(tmp_path)) == nested
 
 
-def test_offline_without_local_files_fails_fast_listing_every_place(tmp_path, monkeypatch):
+@pytest.mark.parametrize("name, proxy_variable, url", [
+    ("mnist", "HTTPS_PROXY", "https://storage.googleapis.com/"),
+    ("fashion_mnist", "HTTP_PROXY", "http://fashion-mnist."),  # tfds fetches it over http
+])
+def test_offline_without_local_files_fails_fast_listing_every_place(
+        name, proxy_variable, url, tmp_path, monkeypatch):
     monkeypatch.setenv(data.ENV_DATA_DIR, str(tmp_path / "nothing_here"))
-    monkeypatch.setitem(data.SYSTEM_DIRS, "mnist", (str(tmp_path / "no_system_dir"),))
+    monkeypatch.setitem(data.SYSTEM_DIRS, name, (str(tmp_path / "no_system_dir"),))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     monkeypatch.setattr(data, "TFDS_DATA_DIR", str(tmp_path / "tfds"))
     # A proxy that refuses every connection stands in for a machine without a network.
-    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv(proxy_variable, "http://127.0.0.1:9")
     start = time.monotonic()
     with pytest.raises(DataError) as error:
-        data.load_dataset("mnist")
+        data.load_dataset(name)
     assert time.monotonic() - start < 30
     message = str(error.value)
-    assert "no network" in message and "\n" not in message
-    for place in ("nothing_here/mnist", "no_system_dir", "tfds", "--data_dir"):
+    assert "no network" in message and "\n" not in message and url in message
+    places = [f"nothing_here/{name}", "no_system_dir", "tfds", "--data_dir"]
+    for place in places + (["keras_home"] if name == "fashion_mnist" else []):
         assert place in message
 
 
