@@ -43,5 +43,10 @@ def main(argv):
         print(json.dumps(measurement, sort_keys=True), flush=True)
 
 
-if __name__ == "__main__":
+def entry_point():
+    """The `vae-tf-benchmark` console command."""
     cli.run(main)
+
+
+if __name__ == "__main__":
+    entry_point()

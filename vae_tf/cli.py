@@ -16,6 +16,7 @@ import sys  # noqa: E402
 
 from absl import app, flags, logging  # noqa: E402
 
+from vae_tf import preset_flags  # noqa: E402
 from vae_tf.config import Config  # noqa: E402
 from vae_tf.errors import ConfigError, VaeTfError  # noqa: E402
 
@@ -47,6 +48,12 @@ def define_config_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                               help_text + " Comma-separated.", flag_values=flag_values)
         else:
             flags.DEFINE_string(field.name, default, help_text, flag_values=flag_values)
+    # Read before absl parses the rest (see preset_flags.expand); defined for --help.
+    flags.DEFINE_string("preset", "", "Start from a preset's settings; later flags override them. "
+                        f"One of: {', '.join(preset_flags.names())} (--list_presets "
+                        f"describes them).", flag_values=flag_values)
+    flags.DEFINE_boolean("list_presets", False, "List the presets, one line each, and exit.",
+                         flag_values=flag_values)
 
 
 def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> Config:
@@ -67,13 +74,13 @@ def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> Config:
 def config_from_args(args: list) -> Config:
     """The validated Config of command-line style arguments, parsed as `vae_tf.train` does.
 
-    For notebooks and scripts: ``config_from_args(["--flagfile=flags/conv_bernoulli.flags",
+    For notebooks and scripts: ``config_from_args(["--preset=conv_bernoulli",
     "--epochs=2"])`` reads a preset and overrides one of its settings.
     """
     flag_values = flags.FlagValues()
     define_config_flags(flag_values)
     try:
-        flag_values(["vae_tf", *args])
+        flag_values(["vae_tf", *preset_flags.expand(list(args))])
     except flags.Error as error:
         raise ConfigError(str(error)) from None
     return config_from_flags(flag_values)
@@ -98,6 +105,9 @@ def run(main) -> None:
             logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines are noise here
         if len(argv) > 1:
             _fail(f"unexpected argument {argv[1]!r}; every setting is a --flag (see --help).")
+        if "list_presets" in flags.FLAGS and flags.FLAGS.list_presets:
+            print(preset_flags.listing())
+            return
         try:
             return main(argv)
         except VaeTfError as error:
@@ -109,7 +119,14 @@ def run(main) -> None:
                   "the same command again to resume.", file=sys.stderr)
             sys.exit(EXIT_INTERRUPTED)
 
-    app.run(guarded_main)
+    def parse(argv):
+        try:
+            argv = preset_flags.expand(argv) if "preset" in flags.FLAGS else argv
+        except ConfigError as error:
+            _fail(str(error))
+        return app.parse_flags_with_usage(argv)
+
+    app.run(guarded_main, flags_parser=parse)
 
 
 def _fail(message: str) -> None:

@@ -38,5 +38,10 @@ def main(argv):
     print(f"vae_tf: wrote {os.path.join(FLAGS.model_dir, 'evaluation.json')}")
 
 
-if __name__ == "__main__":
+def entry_point():
+    """The `vae-tf-evaluate` console command."""
     cli.run(main)
+
+
+if __name__ == "__main__":
+    entry_point()

@@ -24,5 +24,10 @@ def main(argv):
     print(f"vae_tf: exported epoch {state.completed_epochs} to {path}")
 
 
-if __name__ == "__main__":
+def entry_point():
+    """The `vae-tf-export` console command."""
     cli.run(main)
+
+
+if __name__ == "__main__":
+    entry_point()

@@ -22,5 +22,10 @@ def main(argv):
               f"nats; checkpoints, TensorBoard logs and metrics.csv are in {result.model_dir}")
 
 
-if __name__ == "__main__":
+def entry_point():
+    """The `vae-tf-train` console command."""
     cli.run(main)
+
+
+if __name__ == "__main__":
+    entry_point()

@@ -46,5 +46,10 @@ def main(argv):
         print(path)
 
 
-if __name__ == "__main__":
+def entry_point():
+    """The `vae-tf-visualize` console command."""
     cli.run(main)
+
+
+if __name__ == "__main__":
+    entry_point()

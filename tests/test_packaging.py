@@ -1,0 +1,76 @@
+"""vae_tf as users install it: presets by name, console commands, a wheel outside the checkout."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from vae_tf import preset_flags
+from vae_tf.errors import ConfigError
+
+from conftest import REPO_ROOT, parse_config, write_dataset
+
+PRESETS = ("conv_bernoulli", "conv_squared_error", "mlp_binarized_bernoulli", "mlp_conditional")
+
+
+def test_every_flagfile_is_a_preset_with_a_description():
+    names = preset_flags.names()
+    assert set(PRESETS) <= set(names)
+    assert sorted(names) == sorted(name[:-len(".flags")]
+                                   for name in os.listdir(os.path.join(REPO_ROOT, "flags"))
+                                   if name.endswith(".flags"))
+    for name in names:
+        description = preset_flags.description(name)
+        assert description.endswith((".", ")")) and "\n" not in description
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_a_preset_reads_as_its_flagfile_and_later_flags_override_it(name):
+    flagfile = os.path.join(REPO_ROOT, "flags", f"{name}.flags")
+    assert parse_config(f"--preset={name}") == parse_config(f"--flagfile={flagfile}")
+    assert parse_config("--preset", name, "--epochs=3").epochs == 3
+
+
+def test_an_unknown_preset_names_the_choices():
+    with pytest.raises(ConfigError, match="--preset=mnist_gan is not one of conv_bernoulli, "):
+        parse_config("--preset=mnist_gan")
+
+
+def test_list_presets_prints_one_line_each():
+    result = subprocess.run([sys.executable, "-m", "vae_tf.train", "--list_presets"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert [line.split()[0] for line in lines] == preset_flags.names()
+
+
+@pytest.mark.slow
+def test_a_wheel_in_a_fresh_venv_trains_a_preset_from_an_empty_folder(tmp_path):
+    """pip wheel, a new venv with nothing but the wheel and its dependencies, no checkout."""
+    wheels, venv, empty = tmp_path / "wheels", tmp_path / "venv", tmp_path / "empty"
+    empty.mkdir()
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels),
+                    REPO_ROOT], check=True, timeout=600)
+    (wheel,) = wheels.glob("vae_tf-*.whl")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(wheel)], check=True,
+                   timeout=1200)
+    data = write_dataset(tmp_path / "data", 300, 100)
+    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    result = subprocess.run(
+        [str(venv / "bin" / "vae-tf-train"), "--preset=mlp_conditional", "--epochs=1",
+         f"--data_dir={data}", "--noprogress_bar"],
+        cwd=empty, env=environment, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "epoch 1: test loss" in result.stdout
+    # The run went into the empty folder, from the installed package, not from a checkout.
+    assert sorted(os.listdir(empty)) == ["runs"]
+    probe = subprocess.run(
+        [str(venv / "bin" / "python"), "-c",
+         "import vae_tf, vae_tf.preset_flags as p; print(vae_tf.__file__); "
+         "print(p.path('mlp_conditional'))"],
+        cwd=empty, env=environment, capture_output=True, text=True, timeout=300)
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    for line in probe.stdout.split():
+        assert line.startswith(str(venv)) and not line.startswith(REPO_ROOT)
