@@ -26,7 +26,7 @@ def _event_scalars(folder):
             for value in event.summary.value:
                 number = float(tf.make_ndarray(value.tensor))
                 scalars.setdefault(value.tag, []).append((event.step, number))
-    return scalars
+    return {tag: sorted(values) for tag, values in scalars.items()}  # files come in any order
 
 
 @pytest.mark.parametrize("flagfile", FLAGFILES, ids=lambda path: path.rsplit("/", 1)[-1])
@@ -94,12 +94,36 @@ def test_steps_per_execution_is_lowered_to_divide_the_epoch_and_sees_the_same_ba
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_a_new_learning_rate_applies_on_resume(tiny_args):
+def test_a_new_learning_rate_applies_on_resume_and_is_logged_per_epoch(tiny_args):
     training.train_and_evaluate(parse_config(*FAST, *tiny_args, "--epochs=1"))
     resumed = training.train_and_evaluate(parse_config(*FAST, *tiny_args, "--epochs=2",
                                                        "--learning_rate=0.0002"))
     assert resumed.initial_epoch == 1
     assert float(resumed.model.optimizer.learning_rate.numpy()) == pytest.approx(2e-4)
+    train = _event_scalars(os.path.join(resumed.model_dir, "tensorboard", "train"))
+    assert [(step, pytest.approx(value)) for step, value in train["learning_rate"]] == [
+        (0, 1e-3), (1, 2e-4)]
+
+
+def test_hparams_dashboard_gets_the_run_settings(tiny_args):
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    config = parse_config(*FAST, *tiny_args, "--epochs=1", "--beta=0.5")
+    result = training.train_and_evaluate(config)
+    sessions = []
+    for path in glob.glob(os.path.join(result.model_dir, "tensorboard", "events.out.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name == "hparams":
+                    data = plugin_data_pb2.HParamsPluginData.FromString(
+                        value.metadata.plugin_data.content)
+                    if data.HasField("session_start_info"):
+                        sessions.append(data.session_start_info)
+    assert len(sessions) == 1
+    logged = sessions[0].hparams
+    assert logged["beta"].number_value == 0.5 and logged["arch"].string_value == "mlp"
+    assert logged["encoder_layers"].string_value == "32"
+    assert "model_dir" not in logged and sessions[0].group_name == "run"
 
 
 def test_finished_run_is_not_trained_again(tiny_args):

@@ -6,6 +6,7 @@ metrics.csv) runs before the checkpoint of that epoch is saved, so a run
 stopped at any moment resumes from a checkpoint whose epoch is fully recorded.
 """
 
+import dataclasses
 import math
 import os
 import signal
@@ -90,19 +91,48 @@ class StopOnInterrupt(keras.callbacks.Callback):
             self.previous = None
 
 
+def hparams(config) -> dict:
+    """The run's settings as TensorBoard HParams values (lists spelled as flags spell them)."""
+    values = {}
+    for name, value in dataclasses.asdict(config).items():
+        if name in ("model_dir", "data_dir", "overwrite", "progress_bar"):
+            continue  # where and how the run is shown, not what it is
+        values[name] = ",".join(map(str, value)) if isinstance(value, list) else value
+    return values
+
+
 class TensorBoardScalars(keras.callbacks.Callback):
     """Writes each epoch's metrics under tensorboard/train and tensorboard/test.
 
     Keras reports test metrics with a `val_` prefix; here they go to the test
-    writer under the same names as their training counterparts.
+    writer under the same names as their training counterparts. The learning
+    rate (which a resumed run may change) is a training scalar too. At the start
+    the run's settings go to TensorBoard's HParams dashboard, which shows them
+    beside each run's latest train and test metrics, so that runs compare.
     """
 
-    def __init__(self, log_dir: str):
+    def __init__(self, log_dir: str, config=None):
         super().__init__()
+        self.log_dir = log_dir
+        self.config = config
         self.writers = {split: tf.summary.create_file_writer(os.path.join(log_dir, split))
                         for split in ("train", "test")}
 
+    def on_train_begin(self, logs=None):
+        if self.config is None:
+            return
+        from tensorboard.plugins.hparams import api as hparams_api
+
+        writer = tf.summary.create_file_writer(self.log_dir)
+        with writer.as_default():
+            hparams_api.hparams(hparams(self.config),
+                                trial_id=os.path.basename(os.path.dirname(self.log_dir)))
+        writer.close()
+
     def on_epoch_end(self, epoch, logs=None):
+        with self.writers["train"].as_default():
+            tf.summary.scalar("learning_rate", float(self.model.optimizer.learning_rate),
+                              step=epoch)
         by_split = {"train": {}, "test": {}}
         for name, value in (logs or {}).items():
             if name.startswith("val_"):

@@ -43,7 +43,8 @@ def _epoch_callbacks(config, state, model_dir, dataset, test_split, chief: bool)
     ]
     if chief:
         epoch_callbacks += [
-            callbacks.TensorBoardScalars(os.path.join(model_dir, run_dir.TENSORBOARD_DIR)),
+            callbacks.TensorBoardScalars(os.path.join(model_dir, run_dir.TENSORBOARD_DIR),
+                                         config),
             keras.callbacks.CSVLogger(os.path.join(model_dir, run_dir.METRICS_FILE),
                                       append=True),
         ]
