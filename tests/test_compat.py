@@ -61,3 +61,19 @@ def test_step_logs_are_left_alone_outside_multi_worker():
     logs = {"loss": tf.constant(1.5)}
     assert compat.step_logs(logs) is logs
     assert compat.log_value(tf.reshape(logs["loss"], [1])) == 1.5
+
+
+def test_the_tflite_converter_still_needs_frozen_weights(tmp_path):
+    # When this fails, the converter folds Keras 3 weights itself: drop compat.frozen.
+    dense = keras.layers.Dense(3)
+    dense.build((None, 2))
+    module = tf.Module()
+    module.dense = dense
+    module.call = tf.function(lambda x: dense(x), input_signature=[tf.TensorSpec([None, 2])])
+    tf.saved_model.save(module, str(tmp_path), signatures={"call": module.call})
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path), signature_keys=["call"])
+    interpreter = tf.lite.Interpreter(model_content=converter.convert())
+    ops = {op["op_name"] for op in interpreter._get_ops_details()}
+    assert "VAR_HANDLE" in ops
+    frozen = compat.frozen(module.call.get_concrete_function())
+    assert not [op for op in frozen.graph.get_operations() if op.type == "ReadVariableOp"]

@@ -25,10 +25,18 @@ LOADER = textwrap.dedent("""
     import tensorflow as tf
     path, z_path, out_path = sys.argv[1:4]
     loaded = tf.saved_model.load(path)
-    config = json.load(open(loaded.config_file.asset_path.numpy().decode()))
+    config = json.load(open(path + "/assets/config.json"))
     z = tf.constant(np.load(z_path))
     n = z.shape[0]
     report = {"signatures": sorted(loaded.signatures.keys()), "config": config}
+    # What TF Serving does: a session-based load that restores every variable by name.
+    with tf.compat.v1.Session(graph=tf.Graph()) as session:
+        meta = tf.compat.v1.saved_model.load(session, ["serve"], path)
+        decode = meta.signature_def["decode"]
+        feed = {decode.inputs["z"].name: np.load(z_path)}
+        if "label" in decode.inputs:
+            feed[decode.inputs["label"].name] = np.arange(len(np.load(z_path))) % 10
+        session_images = session.run(decode.outputs["images"].name, feed)
     decode_inputs = {"z": z}
     generate_inputs = {"num_images": tf.constant(5), "seed": tf.constant(7, tf.int64)}
     if config["conditional"]:
@@ -40,6 +48,7 @@ LOADER = textwrap.dedent("""
     generated = loaded.signatures["generate"](**generate_inputs)["images"].numpy()
     again = loaded.signatures["generate"](**generate_inputs)["images"].numpy()
     np.save(out_path, decoded)
+    report["session_equal"] = bool(np.allclose(session_images, decoded, atol=1e-6))
     report.update(
         decode_shape=list(decoded.shape), decode_range=[float(decoded.min()), float(decoded.max())],
         default_equal=bool(np.array_equal(decoded, default)),
@@ -81,6 +90,7 @@ def test_a_process_with_only_tensorflow_uses_every_signature(exported, name, tmp
     assert report["vae_tf_imported"] is False
     assert report["signatures"] == ["decode", "encode", "generate", "serving_default"]
     assert report["decode_shape"] == [4, 28, 28, 1] and report["default_equal"]
+    assert report["session_equal"]  # TF Serving's way of loading finds every weight
     assert 0.0 <= report["decode_range"][0] and report["decode_range"][1] <= 1.0
     assert report["encode"]["z_mean"] == report["encode"]["z_log_var"] == [4, model.z_dim]
     assert report["generate_shape"] == [5, 28, 28, 1] and report["generate_repeatable"]
@@ -111,14 +121,14 @@ def test_decode_explains_a_wrong_z_width_and_a_bad_label(exported):
 
 def test_export_refuses_to_replace_unless_asked_and_leaves_no_staging(exported):
     result = exported["conv"]
-    target = os.path.join(result.model_dir, "saved_model")
+    target = os.path.join(result.model_dir, "saved_model", "1")
     before = os.path.getmtime(os.path.join(target, "saved_model.pb"))
     with pytest.raises(RunDirError, match="already exists; pass --overwrite"):
         exporting.export_model(result.model, parse_config("--arch=conv", "--z_dim=2"),
-                               result.model_dir)
+                               result.model_dir, version=1)
     assert os.path.getmtime(os.path.join(target, "saved_model.pb")) == before
     exporting.export_model(result.model, parse_config("--arch=conv", "--z_dim=2"),
-                           result.model_dir, overwrite=True)
+                           result.model_dir, overwrite=True, version=1)
     assert os.path.isfile(os.path.join(target, "saved_model.pb"))
     assert [name for name in os.listdir(result.model_dir) if name.startswith(".saved_model")] == []
 
@@ -133,3 +143,84 @@ def test_export_command_needs_a_trained_run(tmp_path):
                              text=True, timeout=120, cwd=REPO_ROOT,
                              env=dict(os.environ, PYTHONPATH=REPO_ROOT))
     assert missing.returncode == 1 and "error: --model_dir is required" in missing.stderr
+
+
+def test_exports_are_versioned_by_epoch_and_saved_model_points_at_the_newest(
+        tiny_data_dir, tmp_path):
+    args = [*SMALL, "--arch=mlp", "--z_dim=2", f"--data_dir={tiny_data_dir}",
+            f"--model_dir={tmp_path / 'run'}"]
+    training.train_and_evaluate(parse_config(*args))
+    base = tmp_path / "run" / "saved_model"
+    assert exporting.versions(str(base)) == [1]
+    result = training.train_and_evaluate(parse_config(*args, "--epochs=2"))
+    assert exporting.versions(str(base)) == [1, 2]  # the earlier version is kept
+    for name in ("saved_model.pb", "variables", "assets"):
+        assert os.readlink(base / name) == os.path.join("2", name)
+    z = tf.constant(np.zeros((2, 2), np.float32))
+    newest = tf.saved_model.load(str(base)).signatures["decode"](z=z)["images"]
+    np.testing.assert_allclose(newest, result.model.decode(z), atol=1e-6)
+    # TF Serving's layout: numeric version folders, each a whole SavedModel.
+    cli = subprocess.run(["saved_model_cli", "show", "--all", "--dir", str(base / "2")],
+                         capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    for text in ("signature_def['decode']", "signature_def['generate']",
+                 "signature_def['encode']", "outputs['images']"):
+        assert text in cli.stdout
+
+
+def test_an_export_written_before_versions_is_kept_as_version_0(exported, tmp_path):
+    import shutil
+
+    result = exported["conditional"]
+    old = tmp_path / "run" / "saved_model"
+    shutil.copytree(os.path.join(result.model_dir, "saved_model", "1"), old)
+    exporting.export_model(result.model, parse_config("--arch=mlp", "--z_dim=3",
+                                                      "--classifier_weight=1"),
+                           str(tmp_path / "run"), version=4)
+    assert exporting.versions(str(old)) == [0, 4]
+    assert (old / "0" / "saved_model.pb").is_file()
+    assert os.readlink(old / "saved_model.pb") == os.path.join("4", "saved_model.pb")
+
+
+@pytest.mark.parametrize("name", ["conditional", "conv"])
+def test_the_tf_serving_rest_body_matches_the_decode_signature(exported, name):
+    """The body README shows for POST /v1/models/vae:predict, fed to the same signature."""
+    model = exported[name].model
+    body = {"signature_name": "decode",
+            "instances": [{"z": [0.5] * model.z_dim, "label": 3} if model.conditional
+                          else {"z": [0.5] * model.z_dim}]}
+    body = json.loads(json.dumps(body))  # as the server receives it
+    loaded = tf.saved_model.load(os.path.join(exported[name].model_dir, "saved_model"))
+    signature = loaded.signatures[body["signature_name"]]
+    _, specs = signature.structured_input_signature
+    assert set(body["instances"][0]) == set(specs)
+    inputs = {}
+    for key, spec in specs.items():
+        values = np.array([instance[key] for instance in body["instances"]],
+                          spec.dtype.as_numpy_dtype)
+        assert spec.shape.is_compatible_with(values.shape)
+        inputs[key] = tf.constant(values)
+    assert signature(**inputs)["images"].shape == (1, 28, 28, 1)
+
+
+@pytest.mark.parametrize("name", ["conditional", "conv"])
+@pytest.mark.parametrize("quantize, tolerance", [("none", 1e-5), ("float16", 5e-3),
+                                                 ("int8", 5e-2)])
+def test_the_tflite_decoder_matches_the_saved_model(exported, name, quantize, tolerance):
+    result = exported[name]
+    path = exporting.export_tflite(result.model, result.model_dir, quantize)
+    assert os.path.basename(path) == ("decoder.tflite" if quantize == "none"
+                                      else f"decoder_{quantize}.tflite")
+    interpreter = tf.lite.Interpreter(model_path=path)
+    decode = interpreter.get_signature_runner("decode")
+    loaded = tf.saved_model.load(os.path.join(result.model_dir, "saved_model"))
+    z = np.random.default_rng(1).normal(size=(6, result.model.z_dim)).astype(np.float32)
+    inputs = {"z": z}
+    if result.model.conditional:
+        inputs["label"] = np.arange(6, dtype=np.int32)
+    expected = loaded.signatures["decode"](**{k: tf.constant(v) for k, v in inputs.items()})
+    difference = np.abs(decode(**inputs)["images"] - expected["images"].numpy()).max()
+    assert difference <= tolerance
+    if result.model.conditional:  # no Assert op in TFLite: a bad label decodes to NaN
+        images = decode(z=z[:2], label=np.array([1, 10], np.int32))["images"]
+        assert np.isfinite(images[0]).all() and np.isnan(images[1]).all()

@@ -90,6 +90,25 @@ def xplane_pb2():
     return module
 
 
+# --- The TFLite converter and Keras 3 weights ------------------------------------------------
+
+
+def frozen(concrete_function):
+    """`concrete_function` with every variable it reads folded into a constant.
+
+    On TensorFlow 2.21 the TFLite converter keeps a Keras 3 model's weights as
+    resource variables (VAR_HANDLE ops) that the interpreter never initialises,
+    so the decoder outputs NaN; converting a frozen function gives a
+    self-contained flatbuffer. The function is TensorFlow's own freezer, from a
+    private module.
+    """
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+
+    return convert_variables_to_constants_v2(concrete_function)
+
+
 # --- Truncated checkpoints -------------------------------------------------------------------
 
 # A checkpoint whose .data file is cut short fails to restore with an IndexError raised by

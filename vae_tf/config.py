@@ -141,7 +141,8 @@ class Config:
                                 "into <model_dir>/figures and TensorBoard every N epochs; "
                                 "0 turns them off.")
     export: bool = _field(True, "At the end of training, export the model as a SavedModel "
-                          "into <model_dir>/saved_model (replacing an earlier export).")
+                          "into <model_dir>/saved_model/<epoch>/, which saved_model/ then "
+                          "points at.")
     keep_checkpoints: int = _field(3, "How many of the newest per-epoch checkpoints to keep "
                                    "(a conv model's checkpoint is about 120 MB).")
     progress_bar: bool = _field(True, "Show Keras' progress bar during training.")

@@ -1,8 +1,11 @@
-"""Exports a run's model as a SavedModel: `python -m vae_tf.export --model_dir=DIR`.
+"""Exports a run's model: `python -m vae_tf.export --model_dir=DIR [--format=tflite]`.
 
-Writes `<model_dir>/saved_model/` from the latest checkpoint; it loads with
-plain `tf.saved_model.load` and offers the `decode`, `encode` and `generate`
-signatures described in `vae_tf.exporting`.
+`--format=saved_model` writes `<model_dir>/saved_model/<epoch>/` from the latest
+checkpoint, and points `saved_model/` at it; it loads with plain
+`tf.saved_model.load` and offers the `decode`, `encode` and `generate` signatures
+described in `vae_tf.exporting`. `--format=tflite` writes the decoder as
+`<model_dir>/decoder.tflite` (`decoder_float16.tflite` or `decoder_int8.tflite`
+with `--quantize`).
 """
 
 from absl import flags
@@ -10,7 +13,14 @@ from absl import flags
 from vae_tf import cli
 
 flags.DEFINE_string("model_dir", "", "Folder of the run to export (as given to vae_tf.train).")
-flags.DEFINE_boolean("overwrite", False, "Replace an existing <model_dir>/saved_model.")
+flags.DEFINE_boolean("overwrite", False, "Replace an existing export of the same epoch in "
+                     "<model_dir>/saved_model/.")
+flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite"],
+                  "saved_model: the versioned SavedModel with every signature; tflite: the "
+                  "decoder for TensorFlow Lite.")
+flags.DEFINE_enum("quantize", "none", ["none", "float16", "int8"],
+                  "TFLite weights: float32 (none), float16, or int8 with float activations "
+                  "(--format=tflite).")
 FLAGS = flags.FLAGS
 
 
@@ -20,7 +30,11 @@ def main(argv):
     from vae_tf import checkpoints, exporting
 
     config, state = checkpoints.restore_trained(FLAGS.model_dir)
-    path = exporting.export_model(state.model, config, FLAGS.model_dir, FLAGS.overwrite)
+    if FLAGS.format == "tflite":
+        path = exporting.export_tflite(state.model, FLAGS.model_dir, FLAGS.quantize)
+    else:
+        path = exporting.export_model(state.model, config, FLAGS.model_dir, FLAGS.overwrite,
+                                      version=state.completed_epochs)
     print(f"vae_tf: exported epoch {state.completed_epochs} to {path}")
 
 

@@ -1,6 +1,9 @@
-"""The decoder (and encoder) as a SavedModel that loads without vae_tf.
+"""The decoder (and encoder) as a SavedModel that loads without vae_tf, and as TFLite.
 
-`export_model` writes `<model_dir>/saved_model/` with the signatures
+`export_model` writes `<model_dir>/saved_model/<version>/` (the version is the
+checkpoint's epoch), the layout TF Serving reads, and points the names in
+`saved_model/` itself at the newest version, so `tf.saved_model.load` of
+`saved_model/` loads the newest model. The signatures are
 
 - `decode` (also `serving_default`): `z` [None, z_dim] float32 (and `label`
   [None] int32 for conditional models) -> `images` [None, 28, 28, 1], the mean
@@ -11,9 +14,14 @@
 - `generate`: `num_images` int32 and `seed` int64 scalars (and `label` int32
   scalar) -> `images`, decoded from z ~ N(0, I) drawn with that seed;
 
-and `assets/config.json` describing the model. The export is written to a
+and `assets/config.json` describing the model. It is written by Keras'
+`ExportArchive`, so TF Serving loads it. The export is written to a
 temporary folder and moved into place, so an interrupted export never leaves a
 half-written model behind.
+
+`export_tflite` writes the decoder alone as a TFLite flatbuffer. TFLite has no
+`Assert` op, so there the z width is checked by the input's shape, and a label
+outside the classes decodes to NaN images instead of failing.
 """
 
 import json
@@ -21,12 +29,14 @@ import os
 import shutil
 import tempfile
 
+import keras
 import tensorflow as tf
 
 import vae_tf
-from vae_tf.checkpoints import random_states
+from vae_tf import compat
 from vae_tf.data import CLASS_NAMES, IMAGE_SHAPE
-from vae_tf.errors import RunDirError
+from vae_tf.errors import ConfigError, RunDirError
+from vae_tf.files import write_atomically
 
 EXPORT_DIR = "saved_model"
 
@@ -40,14 +50,11 @@ def model_description(config) -> dict:
             "scale": config.scale, "vae_tf_version": vae_tf.__version__}
 
 
-class ExportModule(tf.Module):
-    """Holds the model and exposes its serving functions."""
+class ServingFunctions:
+    """The serving functions of a model, with the input checks that name what to pass."""
 
-    def __init__(self, model, config_path: str):
-        super().__init__()
+    def __init__(self, model):
         self.model = model
-        self.random_states = random_states(model)
-        self.config_file = tf.saved_model.Asset(config_path)
         self.z_dim = model.z_dim
         self.num_classes = model.num_classes
 
@@ -72,13 +79,13 @@ class ExportModule(tf.Module):
             tf.debugging.assert_less(labels, self.num_classes, message=(
                 f"label must be below {self.num_classes}, the number of classes"))], labels)
 
-    def _decode(self, z, label=None):
+    def decode(self, z, label=None):
         z = self._checked_z(z)
         if label is not None:
             label = self._checked_labels(label)
         return {"images": self.model.decode(z, label)}
 
-    def _encode(self, images):
+    def encode(self, images):
         images = self._after([tf.debugging.assert_equal(
             tf.shape(images)[1:], tf.constant(IMAGE_SHAPE),
             message=f"images must be [batch, {', '.join(map(str, IMAGE_SHAPE))}]")], images)
@@ -88,58 +95,170 @@ class ExportModule(tf.Module):
             outputs["class_probs"] = tf.nn.softmax(self.model.classifier(images, training=False))
         return outputs
 
-    def _generate(self, num_images, seed, label=None):
+    def generate(self, num_images, seed, label=None):
         num_images = self._after([tf.debugging.assert_non_negative(
             num_images, message="num_images must be 0 or more")], num_images)
         z = tf.random.stateless_normal(tf.stack([num_images, self.z_dim]),
                                        seed=tf.stack([seed, tf.constant(0, tf.int64)]))
         if label is not None:
             label = tf.fill([num_images], label)
-        return self._decode(z, label)
-
-    def signatures(self) -> dict:
-        """Concrete functions for every signature, with typed, named inputs."""
-        z = tf.TensorSpec([None, self.z_dim], tf.float32, name="z")
-        images = tf.TensorSpec([None] + list(IMAGE_SHAPE), tf.float32, name="images")
-        count = tf.TensorSpec([], tf.int32, name="num_images")
-        seed = tf.TensorSpec([], tf.int64, name="seed")
-        encode = tf.function(self._encode).get_concrete_function(images)
-        if self.model.conditional:
-            labels = tf.TensorSpec([None], tf.int32, name="label")
-            label = tf.TensorSpec([], tf.int32, name="label")
-            decode = tf.function(self._decode).get_concrete_function(z, labels)
-            generate = tf.function(self._generate).get_concrete_function(count, seed, label)
-        else:
-            decode = tf.function(lambda z: self._decode(z)).get_concrete_function(z)
-            generate = tf.function(
-                lambda num_images, seed: self._generate(num_images, seed)
-            ).get_concrete_function(count, seed)
-        return {"decode": decode, "serving_default": decode, "encode": encode,
-                "generate": generate}
+        return self.decode(z, label)
 
 
-def export_model(model, config, model_dir: str, overwrite: bool = False) -> str:
-    """Writes the SavedModel into `<model_dir>/saved_model`; returns its path.
+def serving_archive(model) -> keras.export.ExportArchive:
+    """A Keras ExportArchive of the model with the decode, encode and generate endpoints.
 
-    An existing export is replaced only with `overwrite`; the new one is built
-    in a temporary folder beside it and swapped in.
+    Keras' archive, rather than tf.saved_model.save of a tf.Module holding the
+    model, because TF Serving and `saved_model_cli run` restore variables by
+    name, which found none of the Keras 3 weights in the latter (seen with
+    TensorFlow 2.21 and Keras 3.15).
     """
-    target = os.path.join(model_dir, EXPORT_DIR)
+    functions = ServingFunctions(model)
+    z = tf.TensorSpec([None, model.z_dim], tf.float32, name="z")
+    images = tf.TensorSpec([None] + list(IMAGE_SHAPE), tf.float32, name="images")
+    count = tf.TensorSpec([], tf.int32, name="num_images")
+    seed = tf.TensorSpec([], tf.int64, name="seed")
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    # The first endpoint is also served as serving_default.
+    if model.conditional:
+        archive.add_endpoint("decode", lambda z, label: functions.decode(z, label),
+                             input_signature=[z, tf.TensorSpec([None], tf.int32, name="label")])
+    else:
+        archive.add_endpoint("decode", lambda z: functions.decode(z), input_signature=[z])
+    archive.add_endpoint("encode", lambda images: functions.encode(images),
+                         input_signature=[images])
+    if model.conditional:
+        archive.add_endpoint(
+            "generate", lambda num_images, seed, label: functions.generate(num_images, seed,
+                                                                           label),
+            input_signature=[count, seed, tf.TensorSpec([], tf.int32, name="label")])
+    else:
+        archive.add_endpoint("generate",
+                             lambda num_images, seed: functions.generate(num_images, seed),
+                             input_signature=[count, seed])
+    return archive
+
+
+def export_model(model, config, model_dir: str, overwrite: bool = False,
+                 version: int = 0) -> str:
+    """Writes the SavedModel into `<model_dir>/saved_model/<version>`; returns that path.
+
+    An existing export of the same version is replaced only with `overwrite`;
+    the new one is built in a temporary folder beside it and swapped in. Then
+    `saved_model/` is pointed at the newest version.
+    """
+    base = os.path.join(model_dir, EXPORT_DIR)
+    os.makedirs(base, exist_ok=True)
+    _keep_unversioned_export(base)
+    target = os.path.join(base, str(version))
     if os.path.exists(target) and not overwrite:
         raise RunDirError(f"{target} already exists; pass --overwrite to replace it with an "
                           f"export of the latest checkpoint.")
     staging = tempfile.mkdtemp(prefix=f".{EXPORT_DIR}.", dir=model_dir)
     try:
-        config_path = os.path.join(staging, "config.json")
-        with open(config_path, "w") as stream:
+        saved = os.path.join(staging, "model")
+        serving_archive(model).write_out(saved, verbose=False)
+        os.makedirs(os.path.join(saved, "assets"), exist_ok=True)
+        with open(os.path.join(saved, "assets", "config.json"), "w") as stream:
             json.dump(model_description(config), stream, indent=2)
-        module = ExportModule(model, config_path)
-        saved = os.path.join(staging, EXPORT_DIR)
-        tf.saved_model.save(module, saved, signatures=module.signatures())
         if os.path.exists(target):
-            retired = os.path.join(staging, "previous")
-            os.rename(target, retired)
+            os.rename(target, os.path.join(staging, "previous"))
         os.rename(saved, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    _point_at_newest(base)
     return target
+
+
+def versions(base: str) -> list:
+    """The version numbers exported under `base` (a saved_model/ folder), ascending."""
+    if not os.path.isdir(base):
+        return []
+    return sorted(int(name) for name in os.listdir(base)
+                  if name.isdigit() and os.path.isdir(os.path.join(base, name)))
+
+
+def _keep_unversioned_export(base: str) -> None:
+    """Moves an export written before versions existed into version 0, losing nothing."""
+    pb = os.path.join(base, "saved_model.pb")
+    if os.path.isfile(pb) and not os.path.islink(pb) and not os.path.exists(
+            os.path.join(base, "0")):
+        os.makedirs(os.path.join(base, "0"))
+        for name in os.listdir(base):
+            if not name.isdigit():
+                os.rename(os.path.join(base, name), os.path.join(base, "0", name))
+
+
+def _point_at_newest(base: str) -> None:
+    """Makes saved_model.pb, variables/, assets/ ... in `base` relative links to the newest."""
+    newest = str(versions(base)[-1])
+    entries = os.listdir(os.path.join(base, newest))
+    for name in entries:
+        link = os.path.join(base, name)
+        temporary = os.path.join(base, f".{name}.link")
+        if os.path.lexists(temporary):
+            os.remove(temporary)
+        os.symlink(os.path.join(newest, name), temporary)
+        os.replace(temporary, link)  # each name switches atomically
+    for name in os.listdir(base):
+        if os.path.islink(os.path.join(base, name)) and name not in entries:
+            os.remove(os.path.join(base, name))
+
+
+# --quantize of the TFLite decoder: the converter settings of each choice.
+TFLITE_QUANTIZATIONS = {
+    "none": lambda converter: None,
+    "float16": lambda converter: (
+        setattr(converter, "optimizations", [tf.lite.Optimize.DEFAULT]),
+        converter.target_spec.supported_types.add(tf.float16)),
+    # Dynamic-range quantisation: int8 weights, float activations, no calibration data.
+    "int8": lambda converter: setattr(converter, "optimizations", [tf.lite.Optimize.DEFAULT]),
+}
+
+
+def tflite_decoder(model):
+    """The decoder as a tf.function that TFLite can convert: no Assert ops, no variables.
+
+    Inputs `z` [N, z_dim] float32 (and `label` [N] int32); output `images`. A
+    label outside 0..num_classes-1 gives NaN images, the in-graph way to refuse it.
+    """
+    z_spec = tf.TensorSpec([None, model.z_dim], tf.float32, name="z")
+    if not model.conditional:
+        constant = compat.frozen(tf.function(model.decode).get_concrete_function(z_spec))
+        return tf.function(lambda z: {"images": constant(z)[0]}, input_signature=[z_spec])
+
+    def decode(z, label):
+        images = model.decode(z, label)
+        valid = tf.logical_and(label >= 0, label < model.num_classes)
+        return tf.where(valid[:, tf.newaxis, tf.newaxis, tf.newaxis], images,
+                        tf.constant(float("nan")))
+
+    label_spec = tf.TensorSpec([None], tf.int32, name="label")
+    constant = compat.frozen(tf.function(decode).get_concrete_function(z_spec, label_spec))
+    return tf.function(lambda z, label: {"images": constant(z, label)[0]},
+                       input_signature=[z_spec, label_spec])
+
+
+def export_tflite(model, model_dir: str, quantize: str = "none") -> str:
+    """Writes the decoder as `<model_dir>/decoder.tflite` (`decoder_<quantize>.tflite`)."""
+    if quantize not in TFLITE_QUANTIZATIONS:
+        raise ConfigError(f"--quantize={quantize} is not one of "
+                          f"{', '.join(TFLITE_QUANTIZATIONS)}.")
+    # Through a SavedModel of the decoder alone, so that the flatbuffer keeps the `decode`
+    # signature, with its input and output names, for the TFLite interpreter.
+    module = tf.Module()
+    module.decode = tflite_decoder(model)
+    with tempfile.TemporaryDirectory(prefix=".tflite.", dir=model_dir) as staging:
+        tf.saved_model.save(module, staging,
+                            signatures={"decode": module.decode.get_concrete_function()})
+        converter = tf.lite.TFLiteConverter.from_saved_model(staging, signature_keys=["decode"])
+        TFLITE_QUANTIZATIONS[quantize](converter)
+        flatbuffer = converter.convert()
+    name = "decoder.tflite" if quantize == "none" else f"decoder_{quantize}.tflite"
+
+    def write(path):
+        with open(path, "wb") as stream:
+            stream.write(flatbuffer)
+
+    return write_atomically(os.path.join(model_dir, name), write)

@@ -147,7 +147,8 @@ def _train(config, strategy, dataset, model_dir: str, scratch) -> TrainResult:
     if config.export and (initial_epoch < config.epochs or not os.path.isdir(
             os.path.join(model_dir, exporting.EXPORT_DIR))):
         # Every worker saves (tf.distribute needs them all); only the chief's is kept.
-        path = exporting.export_model(state.model, config, scratch or model_dir, overwrite=True)
+        path = exporting.export_model(state.model, config, scratch or model_dir, overwrite=True,
+                                      version=state.completed_epochs)
         if chief:
             log.info(f"exported the decoder as a SavedModel to {path}")
     return TrainResult(model_dir, state.model, initial_epoch, state.completed_epochs,
