@@ -201,6 +201,16 @@ def test_the_tf_serving_rest_body_matches_the_decode_signature(exported, name):
         assert spec.shape.is_compatible_with(values.shape)
         inputs[key] = tf.constant(values)
     assert signature(**inputs)["images"].shape == (1, 28, 28, 1)
+    # generate's inputs are scalars: the columnar "inputs" form, as README shows it.
+    generate_body = json.loads(json.dumps({"signature_name": "generate", "inputs": dict(
+        {"num_images": 4, "seed": 7}, **({"label": 3} if model.conditional else {}))}))
+    generate = loaded.signatures[generate_body["signature_name"]]
+    _, specs = generate.structured_input_signature
+    assert set(generate_body["inputs"]) == set(specs)
+    images = generate(**{key: tf.constant(value, spec.dtype)
+                         for key, value in generate_body["inputs"].items()
+                         for spec in [specs[key]]})["images"]
+    assert images.shape == (4, 28, 28, 1)
 
 
 @pytest.mark.parametrize("name", ["conditional", "conv"])
