@@ -47,6 +47,19 @@ def write_dataset(folder, num_train=240, num_test=60, seed=0):
     return str(folder)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def judge_cache(tmp_path_factory):
+    """Judges trained by the tests stay in the session's temporary folder, not ~/.cache."""
+    folder = str(tmp_path_factory.mktemp("cache"))
+    previous = os.environ.get("VAE_TF_CACHE_DIR")
+    os.environ["VAE_TF_CACHE_DIR"] = folder
+    yield folder
+    if previous is None:
+        del os.environ["VAE_TF_CACHE_DIR"]
+    else:
+        os.environ["VAE_TF_CACHE_DIR"] = previous
+
+
 @pytest.fixture(scope="session")
 def tiny_data_dir(tmp_path_factory):
     return write_dataset(tmp_path_factory.mktemp("tiny_data"))

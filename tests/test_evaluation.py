@@ -126,7 +126,11 @@ def test_conditional_run_reports_classifier_metrics(trained):
                                      progress=False)
     assert result["num_examples"] == 30 and result["binarize"] == "dynamic"
     assert 0.0 <= result["classifier_accuracy"] <= 1.0
-    assert 0.0 <= result["generated_class_agreement"] <= 1.0
+    assert 0.0 <= result["self_class_agreement"] <= 1.0
+    # The independent judge grades the same model from the outside.
+    assert 0.0 <= result["judged_class_agreement"] <= 1.0
+    assert 0.0 < result["judge_test_accuracy"] <= 1.0
+    assert result["frechet_distance"] > 0 and result["frechet_distance_train_floor"] >= 0
 
 
 def test_evaluate_command_prints_results_and_refuses_untrained_dirs(trained, tmp_path):

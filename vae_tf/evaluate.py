@@ -19,6 +19,10 @@ flags.DEFINE_integer("iw_samples", 5000, "Importance samples K per image for the
 flags.DEFINE_integer("batch_size", 100, "Test images per batch.")
 flags.DEFINE_integer("chunk_size", 500, "Importance samples drawn at once; bounds the memory.")
 flags.DEFINE_string("data_dir", "", "Folder of the IDX files; empty uses the run's own.")
+flags.DEFINE_boolean("judge", True, "Grade 10,000 samples from the prior with an independent "
+                     "classifier trained on the training split (once per data set, then "
+                     "cached in $VAE_TF_CACHE_DIR or ~/.cache/vae_tf): judged class agreement "
+                     "for conditional models, and the Fréchet distance to the test images.")
 FLAGS = flags.FLAGS
 
 
@@ -33,7 +37,8 @@ def main(argv):
     from vae_tf import evaluation
 
     result = evaluation.evaluate_run(FLAGS.model_dir, FLAGS.num_examples, FLAGS.iw_samples,
-                                     FLAGS.batch_size, FLAGS.chunk_size, FLAGS.data_dir)
+                                     FLAGS.batch_size, FLAGS.chunk_size, FLAGS.data_dir,
+                                     judged=FLAGS.judge)
     print(json.dumps(result, indent=2, sort_keys=True))
     print(f"vae_tf: wrote {os.path.join(FLAGS.model_dir, 'evaluation.json')}")
 

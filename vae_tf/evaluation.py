@@ -109,7 +109,9 @@ def evaluate_model(model, config, images: np.ndarray, labels: np.ndarray, num_sa
 
 
 def _classifier_metrics(model, images, labels, seed, per_class: int = 100) -> dict:
-    """Test accuracy, and how often generated images are classified as their class."""
+    """The model's own classifier: its test accuracy, and how often it assigns generated
+    images to their class (self_class_agreement, which flatters the model: the classifier
+    trained with the decoder; `vae_tf.judge` grades from the outside)."""
     predictions = np.concatenate([
         np.argmax(model.classifier(tf.constant(images[s:s + 1000]), training=False), axis=-1)
         for s in range(0, len(images), 1000)])
@@ -118,13 +120,17 @@ def _classifier_metrics(model, images, labels, seed, per_class: int = 100) -> di
                              tf.constant(classes, tf.int32))
     assigned = np.argmax(model.classifier(generated, training=False), axis=-1)
     return {"classifier_accuracy": float(np.mean(predictions == labels)),
-            "generated_class_agreement": float(np.mean(assigned == classes))}
+            "self_class_agreement": float(np.mean(assigned == classes))}
 
 
 def evaluate_run(model_dir: str, num_examples: int = 0, num_samples: int = 5000,
                  batch_size: int = 100, chunk_size: int = 500, data_dir: str = "",
-                 progress: bool = True) -> dict:
-    """Evaluates the latest checkpoint on the test split; writes evaluation.json."""
+                 progress: bool = True, judged: bool = True) -> dict:
+    """Evaluates the latest checkpoint on the test split; writes evaluation.json.
+
+    With `judged`, `vae_tf.judge` also grades samples from the prior with a
+    classifier trained apart from the VAE (trained once per data set, then cached).
+    """
     config, state = checkpoints.restore_trained(model_dir)
     dataset = data.load_dataset(config.dataset, data_dir or config.data_dir)
     test = data.prepare_test_split(dataset.test, config.binarize)
@@ -134,13 +140,21 @@ def evaluate_run(model_dir: str, num_examples: int = 0, num_samples: int = 5000,
                             batch_size, chunk_size, config.seed, progress)
     result.update(epoch=state.completed_epochs, dataset=config.dataset,
                   decoder_std=config.decoder_std if config.likelihood == "gaussian" else None)
+    if judged:
+        from vae_tf import judge
+
+        grader = judge.load_or_train(dataset.train, dataset.test, config.dataset,
+                                     len(dataset.class_names))
+        result.update(judge.grade(state.model, grader, dataset.test.float_images(),
+                                  dataset.train.float_images(), seed=config.seed))
     write_text_atomically(os.path.join(model_dir, "evaluation.json"),
                           json.dumps(result, indent=2, sort_keys=True))
     writer = tf.summary.create_file_writer(
         os.path.join(model_dir, run_dir.TENSORBOARD_DIR, "evaluation"))
     with writer.as_default():
         for key in ("elbo_nats", "nll_iwae_nats", "bits_per_dim", "classifier_accuracy",
-                    "generated_class_agreement"):
+                    "self_class_agreement", "judged_class_agreement", "frechet_distance",
+                    "frechet_distance_train_floor", "judge_test_accuracy"):
             if key in result:
                 tf.summary.scalar(key, result[key], step=state.completed_epochs)
     writer.close()
