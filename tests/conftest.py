@@ -13,7 +13,8 @@ from vae_tf import cli, data  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGFILES = sorted(os.path.join(REPO_ROOT, "flags", name)
-                   for name in os.listdir(os.path.join(REPO_ROOT, "flags")))
+                   for name in os.listdir(os.path.join(REPO_ROOT, "flags"))
+                   if name.endswith(".flags"))
 
 
 def write_idx(path, array, magic=None):

@@ -131,7 +131,9 @@ class TensorBoardScalars(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         with self.writers["train"].as_default():
-            tf.summary.scalar("learning_rate", float(self.model.optimizer.learning_rate),
+            # convert_to_tensor reads a distributed (mirrored) variable too.
+            tf.summary.scalar("learning_rate",
+                              float(tf.convert_to_tensor(self.model.optimizer.learning_rate)),
                               step=epoch)
         by_split = {"train": {}, "test": {}}
         for name, value in (logs or {}).items():
