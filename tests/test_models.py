@@ -222,3 +222,28 @@ def test_a_vae_builds_and_trains_from_explicit_arguments_without_a_config():
     with pytest.raises(ValueError, match="unknown likelihood 'poisson'"):
         models.VAE(models.mlp_encoder(2, "log_var", [4], "relu"), models.mlp_decoder([4], "relu"),
                    "poisson")
+
+
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+def test_label_conditioned_vae_feeds_the_true_label_to_encoder_and_decoder(arch):
+    config = _small(arch, classifier_weight=1.0, condition_on="label")
+    model = _compiled(config)
+    images, labels = _batch()
+    # Encoder and decoder both read the one-hot label beside the image and z.
+    flat = 8 * 7 * 7 if arch == "conv" else 28 * 28
+    first_dense = model.encoder.mean_head if arch == "conv" else model.encoder.body[1]
+    assert first_dense.kernel.shape[0] == flat + 10
+    with_true = model(images, labels=labels)
+    with_wrong = model(images, labels=(labels + 1) % 10)
+    assert not np.allclose(with_true.z_mean, with_wrong.z_mean)
+    # Without labels, the classifier's prediction stands in for them.
+    predicted = tf.argmax(model.classifier(images), axis=-1)
+    np.testing.assert_allclose(model.encode(images)[0], model(images, labels=predicted).z_mean,
+                               atol=1e-6)
+    history = model.fit(images, labels, batch_size=BATCH, epochs=2, verbose=0).history
+    assert np.isfinite(history["loss"]).all() and "classifier_loss" in history
+
+
+def test_label_conditioning_needs_a_classifier():
+    with pytest.raises(ValueError, match="--condition_on=label needs --classifier_weight"):
+        _small("mlp", condition_on="label")

@@ -24,6 +24,7 @@ LIKELIHOODS = tuple(losses.LIKELIHOODS)
 BINARIZATIONS = data.BINARIZATIONS
 STRATEGIES = tuple(distribution.STRATEGIES)
 PRECISIONS = tuple(models.DTYPE_POLICIES)
+CONDITIONS = models.CONDITIONS
 ACTIVATIONS = ("sigmoid", "relu", "leaky_relu", "tanh", "elu", "softplus")
 
 
@@ -97,6 +98,13 @@ class Config:
         0.0, "Weight of the auxiliary classifier's cross-entropy. Above 0 the model is "
         "conditional: the classifier's softmax is concatenated to z before decoding, so a "
         "chosen class can be generated.", identity=True)
+    condition_on: str = _field(
+        "classifier", "What the decoder of a conditional model (--classifier_weight > 0) reads "
+        "beside z while training: 'classifier', the classifier's class probabilities (the "
+        "tutorial's model, in which z still carries the class); 'label', the one-hot true "
+        "label, which the encoder reads too (Sohn et al., 2015's conditional VAE; images "
+        "without a label are encoded with the classifier's prediction).", CONDITIONS,
+        identity=True)
     classifier_layers: list = _field([128], "Hidden units of the auxiliary classifier "
                                      "(--classifier_weight > 0).", identity=True)
     beta: float = _field(1.0, "Weight of the KL term; 0 trains a plain autoencoder.")
@@ -231,6 +239,9 @@ class Config:
                      ",".join(map(str, values)), "needs one or more positive integers")
         _require(self.decoder_dense_units >= 1, "decoder_dense_units",
                  self.decoder_dense_units, "must be at least 1")
+        if self.condition_on == "label" and not self.conditional:
+            raise ConfigError("--condition_on=label needs --classifier_weight above 0: the "
+                              "classifier labels the images that come without a label.")
         if self.binarize != "none" and self.likelihood != "bernoulli":
             raise ConfigError(
                 f"--binarize={self.binarize} needs --likelihood=bernoulli: binary pixels under "

@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from vae_tf import checkpoints, data, inspection, losses, run_dir
 from vae_tf.files import write_text_atomically
-from vae_tf.models import reparameterize, with_class_probabilities
+from vae_tf.models import reparameterize
 
 
 def importance_weighted_log_likelihood(encode_fn, log_likelihood_fn, inputs, num_samples: int,
@@ -56,14 +56,14 @@ def model_functions(model, config):
     """encode_fn and log_likelihood_fn of a vae_tf model, for the estimator above."""
 
     def encode_fn(images):
-        return model.encoder(images, training=False)
+        return model.encode(images)
 
     def log_likelihood_fn(images, z):
         count, batch = tf.shape(z)[0], tf.shape(z)[1]
         z = tf.reshape(z, [-1, z.shape[-1]])  # [C*B, Z], sample-major
-        if model.conditional:  # the class probabilities depend on x only: once per image
-            class_logits = model.classifier(images, training=False)
-            z = with_class_probabilities(z, tf.tile(class_logits, [count, 1]))
+        condition = model.condition(images)  # depends on x only: once per image
+        if condition is not None:
+            z = tf.concat([z, tf.tile(condition, [count, 1])], axis=-1)
         logits = model.decoder(z, training=False)
         tiled = tf.tile(images, [count, 1, 1, 1])
         return tf.reshape(losses.log_likelihood(config.likelihood, tiled, logits,

@@ -89,7 +89,7 @@ class ServingFunctions:
         images = self._after([tf.debugging.assert_equal(
             tf.shape(images)[1:], tf.constant(IMAGE_SHAPE),
             message=f"images must be [batch, {', '.join(map(str, IMAGE_SHAPE))}]")], images)
-        z_mean, z_log_var = self.model.encoder(images, training=False)
+        z_mean, z_log_var = self.model.encode(images)
         outputs = {"z_mean": z_mean, "z_log_var": z_log_var}
         if self.model.conditional:
             outputs["class_probs"] = tf.nn.softmax(self.model.classifier(images, training=False))

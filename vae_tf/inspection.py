@@ -32,7 +32,7 @@ def encode(model: VAE, images: np.ndarray, batch_size: int = 1000):
     means, log_vars = [], []
     for start in range(0, len(images), batch_size):
         batch = tf.constant(images[start:start + batch_size], tf.float32)
-        z_mean, z_log_var = model.encoder(batch, training=False)
+        z_mean, z_log_var = model.encode(batch)
         means.append(z_mean.numpy())
         log_vars.append(z_log_var.numpy())
     return np.concatenate(means), np.concatenate(log_vars)

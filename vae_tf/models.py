@@ -91,6 +91,8 @@ class Encoder(keras.Model):
 
     `body` is the list of layers before the two dense heads (see `mlp_encoder`
     and `conv_encoder`); `scale` names how the scale head becomes a log-variance.
+    A `condition` [B, C] given to `call` (the one-hot label of a conditional VAE,
+    Sohn et al., 2015) joins the image's features where they are flattened.
     """
 
     def __init__(self, body: list, z_dim: int, scale: str = "log_var", **kwargs):
@@ -103,10 +105,12 @@ class Encoder(keras.Model):
         self.mean_head = keras.layers.Dense(z_dim, dtype="float32", name="z_mean")
         self.scale_head = keras.layers.Dense(z_dim, dtype="float32", name="z_scale")
 
-    def call(self, images, training=False):
+    def call(self, images, training=False, condition=None):
         hidden = images
         for layer in self.body:
             hidden = layer(hidden, training=training)
+            if condition is not None and isinstance(layer, keras.layers.Flatten):
+                hidden = tf.concat([hidden, tf.cast(condition, hidden.dtype)], axis=-1)
         z_mean = self.mean_head(hidden)
         z_log_var = log_variance(self.scale_head(hidden), self.scale)
         return z_mean, z_log_var
@@ -188,18 +192,35 @@ class Classifier(keras.Model):
         return self.output_layer(hidden)
 
 
+# --condition_on: what a conditional model's decoder reads beside z while it trains.
+CONDITIONS = ("classifier", "label")
+
+
 class VAE(compat.SkipSymbolicBuildWhenBuilt, keras.Model):
     """The encoder, decoder and optional classifier, trained on the negative ELBO.
 
-    With a classifier the model is conditional: the decoder reads z joined by
-    the classifier's class probabilities, and `decode` takes labels instead.
+    With a classifier the model is conditional, and `decode` takes labels. With
+    `condition_on="classifier"` (the tutorial's model) the decoder reads z joined
+    by the classifier's class probabilities. With `condition_on="label"` it is
+    the conditional VAE of Sohn et al. (2015): encoder and decoder both read the
+    one-hot true label while training, so z has no reason to carry the class,
+    and an image without a label is encoded with the classifier's prediction,
+    as in Kingma et al. (2014)'s M2.
     """
 
     def __init__(self, encoder: Encoder, decoder: Decoder, likelihood: str,
                  classifier: Optional[Classifier] = None, num_classes: int = 10,
                  decoder_std: float = 1.0, classifier_weight: float = 0.0, beta: float = 1.0,
-                 sampling_seed: Optional[int] = None, **kwargs):
+                 sampling_seed: Optional[int] = None, condition_on: str = "classifier",
+                 **kwargs):
         super().__init__(**kwargs)
+        if condition_on not in CONDITIONS:
+            raise ValueError(f"unknown condition_on {condition_on!r}; one of "
+                             f"{', '.join(CONDITIONS)}")
+        if condition_on == "label" and classifier is None:
+            raise ValueError("condition_on='label' needs a classifier, to label images "
+                             "that come without one")
+        self.condition_on = condition_on
         if likelihood not in losses.LIKELIHOODS:
             raise ValueError(f"unknown likelihood {likelihood!r}; one of "
                              f"{', '.join(losses.LIKELIHOODS)}")
@@ -231,7 +252,14 @@ class VAE(compat.SkipSymbolicBuildWhenBuilt, keras.Model):
     def metrics(self):
         return self.trackers
 
-    def call(self, images, training=False) -> VAEOutputs:
+    def call(self, images, training=False, labels=None) -> VAEOutputs:
+        if self.condition_on == "label":
+            class_logits = self.classifier(images, training=training)
+            condition = self._one_hot(labels, class_logits)
+            z_mean, z_log_var = self.encoder(images, training=training, condition=condition)
+            z = self.sampling(z_mean, z_log_var)
+            logits = self.decoder(tf.concat([z, condition], axis=-1), training=training)
+            return VAEOutputs(z_mean, z_log_var, z, logits, class_logits)
         z_mean, z_log_var = self.encoder(images, training=training)
         z = self.sampling(z_mean, z_log_var)
         class_logits = None
@@ -242,6 +270,27 @@ class VAE(compat.SkipSymbolicBuildWhenBuilt, keras.Model):
         logits = self.decoder(decoder_input, training=training)
         return VAEOutputs(z_mean, z_log_var, z, logits, class_logits)
 
+    def _one_hot(self, labels, class_logits):
+        """One-hot true labels, or of the classifier's prediction where there are none."""
+        if labels is None:
+            labels = tf.argmax(class_logits, axis=-1)
+        return tf.one_hot(tf.cast(labels, tf.int32), self.num_classes)
+
+    def condition(self, images):
+        """What the decoder reads beside z for unlabelled `images` [B, C], or None."""
+        if self.classifier is None:
+            return None
+        class_logits = self.classifier(images, training=False)
+        if self.condition_on == "label":
+            return self._one_hot(None, class_logits)
+        return tf.nn.softmax(class_logits)
+
+    def encode(self, images):
+        """(z_mean, z_log_var) of unlabelled images, each [B, z_dim]."""
+        if self.condition_on == "label":
+            return self.encoder(images, training=False, condition=self.condition(images))
+        return self.encoder(images, training=False)
+
     def decode(self, z, labels=None):
         """Mean of p(x|z) in [0, 1], [B, 28, 28, 1]; conditional models need int labels [B]."""
         if self.classifier is not None:
@@ -250,16 +299,12 @@ class VAE(compat.SkipSymbolicBuildWhenBuilt, keras.Model):
             z = tf.concat([z, tf.one_hot(labels, self.num_classes, dtype=z.dtype)], axis=-1)
         return tf.sigmoid(self.decoder(z, training=False))
 
-    def decoder_input(self, z, images):
-        """The decoder's input for latents z of `images`: z, joined by class probabilities."""
-        if self.classifier is None:
-            return z
-        return with_class_probabilities(z, self.classifier(images, training=False))
-
     def reconstruct(self, images):
         """Deterministic reconstructions: the decoded latent mean. [B, 28, 28, 1] in [0, 1]."""
-        z_mean, _ = self.encoder(images, training=False)
-        return tf.sigmoid(self.decoder(self.decoder_input(z_mean, images), training=False))
+        z_mean, _ = self.encode(images)
+        condition = self.condition(images)
+        decoder_input = z_mean if condition is None else tf.concat([z_mean, condition], -1)
+        return tf.sigmoid(self.decoder(decoder_input, training=False))
 
     def example_losses(self, images, labels, outputs: VAEOutputs) -> dict:
         """Each term of the objective, one value per example ([B] each)."""
@@ -287,7 +332,7 @@ class VAE(compat.SkipSymbolicBuildWhenBuilt, keras.Model):
         images, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
         images = as_float_images(images)  # the pipelines feed uint8
         with tf.GradientTape() as tape:
-            outputs = self(images, training=True)
+            outputs = self(images, training=True, labels=labels)
             terms = self.example_losses(images, labels, outputs)
             # Summed over this replica's examples and divided by the global batch size
             # (this replica's times the replicas), so that the gradients tf.distribute
@@ -303,7 +348,7 @@ class VAE(compat.SkipSymbolicBuildWhenBuilt, keras.Model):
     def test_step(self, data):
         images, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
         images = as_float_images(images)
-        outputs = self(images, training=False)
+        outputs = self(images, training=False, labels=labels)
         terms = self.example_losses(images, labels, outputs)
         return self._update_metrics(terms, labels, outputs)
 
@@ -345,7 +390,8 @@ def build_vae(config, num_classes: int, image_shape=IMAGE_SHAPE) -> VAE:
                                  name="classifier") if config.conditional else None)
         model = VAE(encoder, decoder, config.likelihood, classifier, num_classes,
                     decoder_std=config.decoder_std, classifier_weight=config.classifier_weight,
-                    beta=config.beta, sampling_seed=config.seed + 1001, name="vae")
+                    beta=config.beta, sampling_seed=config.seed + 1001,
+                    condition_on=config.condition_on, name="vae")
     finally:
         keras.config.set_dtype_policy(previous)
     model(tf.zeros((1,) + tuple(image_shape)))
