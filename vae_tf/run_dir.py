@@ -14,7 +14,7 @@ import json
 import os
 import time
 
-from vae_tf import log
+from vae_tf import log, run_lock
 from vae_tf.config import Config
 from vae_tf.errors import RunDirError
 from vae_tf.files import write_text_atomically
@@ -43,7 +43,7 @@ def prepare(config: Config) -> str:
         raise RunDirError(f"--model_dir={model_dir} is a file, not a folder; choose another "
                           f"--model_dir.")
     config_path = os.path.join(model_dir, CONFIG_FILE)
-    if os.path.isdir(model_dir) and os.listdir(model_dir):
+    if os.path.isdir(model_dir) and set(os.listdir(model_dir)) - {run_lock.LOCK_FILE}:
         problem = None
         if not os.path.isfile(config_path):
             problem = "holds files but no vae_tf run (no config.json)"
@@ -58,6 +58,9 @@ def prepare(config: Config) -> str:
         if problem and not config.overwrite:
             raise RunDirError(f"--model_dir={model_dir} {problem}; choose another --model_dir, "
                               f"or pass --overwrite to move the old run aside.")
+        if config.overwrite and run_lock.owner(model_dir):
+            raise RunDirError(f"--model_dir={model_dir} is in use by a running vae_tf run; "
+                              f"--overwrite moves a folder aside only when no run holds it.")
         if config.overwrite:
             moved = f"{model_dir.rstrip(os.sep)}.replaced-{time.strftime('%Y%m%d-%H%M%S')}"
             os.rename(model_dir, moved)

@@ -17,7 +17,17 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from vae_tf import callbacks, checkpoints, data, distribution, exporting, figures, log, run_dir
+from vae_tf import (
+    callbacks,
+    checkpoints,
+    data,
+    distribution,
+    exporting,
+    figures,
+    log,
+    run_dir,
+    run_lock,
+)
 from vae_tf.config import Config
 from vae_tf.errors import ConfigError
 from vae_tf.models import VAE
@@ -80,16 +90,20 @@ def train_and_evaluate(config: Config) -> TrainResult:
                           f"{strategy.num_replicas_in_sync} replicas of --strategy="
                           f"{config.strategy}; use a multiple of "
                           f"{strategy.num_replicas_in_sync}.")
+    lock = scratch = None
     if chief:
         model_dir = run_dir.prepare(config)  # only now, so bad data leaves no folder behind
-        checkpoints.remove_interrupted_writes(model_dir)
-        scratch = None
+        lock = run_lock.acquire(model_dir)
     else:
         model_dir = config.resolved_model_dir()
         scratch = tempfile.mkdtemp(prefix="vae_tf-worker-")
     try:
+        if chief:
+            checkpoints.remove_interrupted_writes(model_dir)
         return _train(config, strategy, dataset, model_dir, scratch)
     finally:
+        if lock:
+            run_lock.release(lock)
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
 
