@@ -160,7 +160,9 @@ def test_exports_are_versioned_by_epoch_and_saved_model_points_at_the_newest(
     newest = tf.saved_model.load(str(base)).signatures["decode"](z=z)["images"]
     np.testing.assert_allclose(newest, result.model.decode(z), atol=1e-6)
     # TF Serving's layout: numeric version folders, each a whole SavedModel.
-    cli = subprocess.run(["saved_model_cli", "show", "--all", "--dir", str(base / "2")],
+    # TensorFlow installs saved_model_cli beside this interpreter, which need not be on PATH.
+    saved_model_cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    cli = subprocess.run([saved_model_cli, "show", "--all", "--dir", str(base / "2")],
                          capture_output=True, text=True, timeout=300)
     assert cli.returncode == 0, cli.stderr[-2000:]
     for text in ("signature_def['decode']", "signature_def['generate']",
