@@ -50,14 +50,17 @@ def test_a_wheel_in_a_fresh_venv_trains_a_preset_from_an_empty_folder(tmp_path):
     """pip wheel, a new venv with nothing but the wheel and its dependencies, no checkout."""
     wheels, venv, empty = tmp_path / "wheels", tmp_path / "venv", tmp_path / "empty"
     empty.mkdir()
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels),
-                    REPO_ROOT], check=True, timeout=600)
-    (wheel,) = wheels.glob("vae_tf-*.whl")
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(wheel)], check=True,
-                   timeout=1200)
-    data = write_dataset(tmp_path / "data", 300, 100)
+    # Nothing of a checkout may leak in: a PYTHONPATH naming one would make pip see
+    # vae_tf as installed already.
     environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels),
+                    REPO_ROOT], check=True, timeout=600, env=environment)
+    (wheel,) = wheels.glob("vae_tf-*.whl")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300,
+                   env=environment, cwd=empty)
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(wheel)], check=True,
+                   timeout=1200, env=environment, cwd=empty)
+    data = write_dataset(tmp_path / "data", 300, 100)
     result = subprocess.run(
         [str(venv / "bin" / "vae-tf-train"), "--preset=mlp_conditional", "--epochs=1",
          f"--data_dir={data}", "--noprogress_bar"],
