@@ -119,7 +119,6 @@ def serving_archive(model) -> keras.export.ExportArchive:
     count = tf.TensorSpec([], tf.int32, name="num_images")
     seed = tf.TensorSpec([], tf.int64, name="seed")
     archive = keras.export.ExportArchive()
-    archive.track(model)
     # The first endpoint is also served as serving_default.
     if model.conditional:
         archive.add_endpoint("decode", lambda z, label: functions.decode(z, label),
