@@ -212,3 +212,20 @@ def test_a_diverging_run_stops_naming_epoch_and_step_and_saves_nothing(tiny_args
                                                  "--learning_rate=1e6", "--epochs=2"))
     model_dir = tiny_args[1].split("=", 1)[1]
     assert _checkpoint_files(model_dir) == []
+
+
+def test_divergence_after_a_good_epoch_keeps_its_checkpoint_and_writes_no_other(tiny_args):
+    from vae_tf.errors import TrainingError
+
+    model_dir = tiny_args[1].split("=", 1)[1]
+    training.train_and_evaluate(parse_config(*FAST, *tiny_args, "--scale=log_var", "--epochs=1"))
+    folder = os.path.join(model_dir, "checkpoints")
+    before = {name: open(os.path.join(folder, name), "rb").read()
+              for name in os.listdir(folder)}
+    assert "ckpt-1.index" in before
+    # Epoch 2 resumes at a rate that makes the loss diverge.
+    with pytest.raises(TrainingError, match=r"the loss became (nan|inf) in epoch 2, step \d+"):
+        training.train_and_evaluate(parse_config(*FAST, *tiny_args, "--scale=log_var",
+                                                 "--learning_rate=1e6", "--epochs=2"))
+    after = {name: open(os.path.join(folder, name), "rb").read() for name in os.listdir(folder)}
+    assert after == before  # ckpt-1 byte for byte, and no ckpt-2
