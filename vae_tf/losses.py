@@ -68,7 +68,8 @@ LIKELIHOODS = {
 }
 
 
-def _likelihood(name: str) -> Likelihood:
+def likelihood_named(name: str) -> Likelihood:
+    """The entry of LIKELIHOODS called `name`; ValueError naming the choices otherwise."""
     if name not in LIKELIHOODS:
         raise ValueError(f"unknown likelihood {name!r}; one of {', '.join(LIKELIHOODS)}")
     return LIKELIHOODS[name]
@@ -76,7 +77,7 @@ def _likelihood(name: str) -> Likelihood:
 
 def reconstruction_loss(likelihood, images, logits, decoder_std=1.0):
     """-log p(images | z) for a decoder that outputs `logits` ([B, 28, 28, 1])."""
-    return _likelihood(likelihood).negative_log(images, logits, decoder_std)
+    return likelihood_named(likelihood).negative_log(images, logits, decoder_std)
 
 
 def classifier_cross_entropy(labels, class_logits):
@@ -105,7 +106,7 @@ def log_likelihood(likelihood, images, logits, decoder_std=1.0):
     comparable likelihoods too.
     """
     value = -reconstruction_loss(likelihood, images, logits, decoder_std)
-    per_pixel = _likelihood(likelihood).log_normaliser_per_pixel
+    per_pixel = likelihood_named(likelihood).log_normaliser_per_pixel
     if per_pixel:
         value += per_pixel * tf.cast(tf.reduce_prod(tf.shape(images)[1:]), value.dtype)
     return value

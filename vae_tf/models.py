@@ -62,10 +62,14 @@ class Sampling(keras.layers.Layer):
         return reparameterize(z_mean, z_log_var, epsilon)
 
 
+def _require_choice(kind: str, name: str, choices) -> None:
+    if name not in choices:
+        raise ValueError(f"unknown {kind} {name!r}; one of {', '.join(choices)}")
+
+
 def log_variance(raw_scale, scale):
     """Converts the encoder's raw scale output to a log-variance (`SCALES`)."""
-    if scale not in SCALES:
-        raise ValueError(f"unknown scale {scale!r}; one of {', '.join(SCALES)}")
+    _require_choice("scale", scale, SCALES)
     return SCALES[scale](raw_scale)
 
 
@@ -97,8 +101,7 @@ class Encoder(keras.Model):
 
     def __init__(self, body: list, z_dim: int, scale: str = "log_var", **kwargs):
         super().__init__(**kwargs)
-        if scale not in SCALES:
-            raise ValueError(f"unknown scale {scale!r}; one of {', '.join(SCALES)}")
+        _require_choice("scale", scale, SCALES)
         self.scale = scale
         self.body = body
         # The heads stay float32 so the KL term is exact under mixed precision.
@@ -214,16 +217,12 @@ class VAE(compat.SkipSymbolicBuildWhenBuilt, keras.Model):
                  sampling_seed: Optional[int] = None, condition_on: str = "classifier",
                  **kwargs):
         super().__init__(**kwargs)
-        if condition_on not in CONDITIONS:
-            raise ValueError(f"unknown condition_on {condition_on!r}; one of "
-                             f"{', '.join(CONDITIONS)}")
+        _require_choice("condition_on", condition_on, CONDITIONS)
         if condition_on == "label" and classifier is None:
             raise ValueError("condition_on='label' needs a classifier, to label images "
                              "that come without one")
         self.condition_on = condition_on
-        if likelihood not in losses.LIKELIHOODS:
-            raise ValueError(f"unknown likelihood {likelihood!r}; one of "
-                             f"{', '.join(losses.LIKELIHOODS)}")
+        losses.likelihood_named(likelihood)  # refuses an unknown name now, not at the first step
         self.likelihood = likelihood
         self.decoder_std = decoder_std
         self.classifier_weight = classifier_weight

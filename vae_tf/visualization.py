@@ -114,10 +114,14 @@ PLOTS = {"reconstructions": _reconstructions, "samples": _samples,
 PLOT_NAMES = tuple(PLOTS) + ("compare",)
 
 
-def figure_for(run: LoadedRun, plot: str, options: PlotOptions):
-    """The Figure of one `plot` (a name in PLOTS) for a loaded run."""
+def _require_plot(plot: str) -> None:
     if plot not in PLOTS:
         raise ConfigError(f"--plot={plot} is not one of {', '.join(PLOT_NAMES)}.")
+
+
+def figure_for(run: LoadedRun, plot: str, options: PlotOptions):
+    """The Figure of one `plot` (a name in PLOTS) for a loaded run."""
+    _require_plot(plot)
     return PLOTS[plot](run, options)
 
 
@@ -126,8 +130,7 @@ def plot_run(model_dir: str, plot: str, options: PlotOptions = None) -> list:
     options = options or PlotOptions()
     if plot == "compare":
         raise ConfigError("--plot=compare draws several runs: pass --model_dirs=A,B.")
-    if plot not in PLOTS:
-        raise ConfigError(f"--plot={plot} is not one of {', '.join(PLOT_NAMES)}.")
+    _require_plot(plot)  # before the run is loaded
     run = load_run(model_dir, options.data_dir)
     if run.model.conditional and not 0 <= options.label < run.model.num_classes:
         raise ConfigError(f"--label={options.label} is outside 0-{run.model.num_classes - 1}, "
