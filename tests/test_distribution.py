@@ -1,17 +1,21 @@
-"""tf.distribute: a mirrored step equals a single-device step; two workers agree.
+"""tf.distribute: mirrored and multi-worker training match one device, and resume.
 
 Each case runs in fresh processes, because logical devices and multi-worker
 collectives must be configured before TensorFlow starts.
 """
 
+import csv
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from conftest import REPO_ROOT
 
@@ -19,44 +23,85 @@ WORKER = os.path.join(REPO_ROOT, "tests", "distributed_worker.py")
 TINY = ["--arch=mlp", "--encoder_layers=32", "--decoder_layers=32", "--z_dim=2",
         "--batch_size=32", "--figures_every=0", "--noprogress_bar", "--eval_batch_size=60"]
 TIMEOUT = 240
+# Checkpoint bookkeeping rather than training state: how many saves this folder has seen.
+NOT_TRAINING_STATE = ("_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter/.ATTRIBUTES/VARIABLE_VALUE")
 
 
 def _environment(**extra):
     return dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="3", **extra)
 
 
-def test_a_mirrored_step_over_two_devices_matches_a_single_device_step(tmp_path):
-    out = tmp_path / "weights.npz"
-    result = subprocess.run([sys.executable, WORKER, "mirrored_step", str(out), *TINY,
-                             "--classifier_weight=1"], capture_output=True, text=True,
-                            timeout=TIMEOUT, env=_environment())
+def _run_worker(args, timeout=TIMEOUT, **environment):
+    result = subprocess.run([sys.executable, WORKER, *args], capture_output=True, text=True,
+                            timeout=timeout, env=_environment(**environment))
     assert result.returncode == 0, result.stderr[-3000:]
-    weights = np.load(out)
-    assert (int(weights["default_replicas"]), int(weights["mirrored_replicas"])) == (1, 2)
-    # Metrics are aggregated over the replicas: the same mean loss.
-    assert float(weights["mirrored_loss"]) == pytest.approx(float(weights["default_loss"]),
-                                                            rel=1e-5)
-    names = [key[len("default_"):] for key in weights.files
-             if key.startswith("default_") and key[len("default_"):].isdigit()]
-    assert len(names) >= 10
-    for name in names:
-        np.testing.assert_allclose(weights[f"mirrored_{name}"], weights[f"default_{name}"],
-                                   rtol=1e-5, atol=1e-6, err_msg=name)
+    return result
+
+
+def _checkpoint_variables(model_dir):
+    """Every variable of the newest checkpoint: weights, Adam's moments, RNG states, metrics."""
+    reader = tf.train.load_checkpoint(os.path.join(model_dir, "checkpoints"))
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+            if name not in NOT_TRAINING_STATE}
+
+
+def _assert_close_checkpoints(expected_dir, actual_dir, rtol):
+    """Checkpoints that agree up to the summation order of a distributed run.
+
+    Adam's second moments are compared too: Adam's steps hardly change when every
+    gradient is scaled by the same factor, but those moments grow by its square,
+    so a wrong loss scale shows there.
+    """
+    expected, actual = _checkpoint_variables(expected_dir), _checkpoint_variables(actual_dir)
+    assert expected.keys() == actual.keys() and len(expected) >= 30
+    for name in expected:
+        np.testing.assert_allclose(actual[name], expected[name], rtol=rtol,
+                                   atol=rtol * max(1e-6, float(np.abs(expected[name]).max())),
+                                   err_msg=name)
+
+
+# Two epochs of the real pipeline, FusedAdam, latent noise on; a conditional model, so that
+# the classifier's loss is scaled over the replicas too.
+COMPARED = [*TINY, "--classifier_weight=1", "--steps_per_epoch=6", "--epochs=2", "--seed=3",
+            "--noexport"]
+
+
+@pytest.mark.slow
+def test_mirrored_training_over_two_devices_matches_one_device(tiny_data_dir, tmp_path):
+    outputs = {}
+    for strategy in ("default", "mirrored"):
+        result = _run_worker(["train", str(tmp_path / f"{strategy}.npz"), *COMPARED,
+                              f"--data_dir={tiny_data_dir}",
+                              f"--model_dir={tmp_path / strategy}", f"--strategy={strategy}"])
+        outputs[strategy] = result.stdout
+    assert "on 2 replicas" in outputs["mirrored"] and "replicas" not in outputs["default"]
+    _assert_close_checkpoints(tmp_path / "default", tmp_path / "mirrored", rtol=1e-4)
+    with open(tmp_path / "default" / "metrics.csv") as a, \
+            open(tmp_path / "mirrored" / "metrics.csv") as b:
+        rows_a, rows_b = list(csv.DictReader(a)), list(csv.DictReader(b))
+    for row_a, row_b in zip(rows_a, rows_b):
+        for name in ("loss", "kl_loss", "val_loss"):
+            assert float(row_b[name]) == pytest.approx(float(row_a[name]), rel=1e-5), name
 
 
 @pytest.mark.slow
 def test_mirrored_training_over_two_devices_resumes(tiny_data_dir, tmp_path):
     model_dir = tmp_path / "run"
     for epochs, expected in ((1, "on 2 replicas"), (2, "on 2 replicas, resuming after epoch 1")):
-        result = subprocess.run(
-            [sys.executable, WORKER, "train", str(tmp_path / "weights.npz"), *TINY,
-             f"--data_dir={tiny_data_dir}", f"--model_dir={model_dir}", f"--epochs={epochs}",
-             "--strategy=mirrored", "--noexport"],
-            capture_output=True, text=True, timeout=TIMEOUT, env=_environment())
-        assert result.returncode == 0, result.stderr[-3000:]
+        result = _run_worker(["train", str(tmp_path / "weights.npz"), *TINY,
+                              f"--data_dir={tiny_data_dir}", f"--model_dir={model_dir}",
+                              f"--epochs={epochs}", "--strategy=mirrored", "--noexport"])
         assert expected in result.stdout
     with open(model_dir / "metrics.csv") as stream:
         assert len(stream.read().splitlines()) == 3
+    _run_worker(["train", str(tmp_path / "uninterrupted.npz"), *TINY,
+                 f"--data_dir={tiny_data_dir}", f"--model_dir={tmp_path / 'uninterrupted'}",
+                 "--epochs=2", "--strategy=mirrored", "--noexport"])
+    resumed, uninterrupted = np.load(tmp_path / "weights.npz"), np.load(
+        tmp_path / "uninterrupted.npz")
+    assert len(resumed.files) >= 8
+    for name in resumed.files:
+        np.testing.assert_array_equal(resumed[name], uninterrupted[name], err_msg=name)
 
 
 def _free_ports(count):
@@ -69,20 +114,27 @@ def _free_ports(count):
     return ports
 
 
-def _two_workers(tiny_data_dir, model_dir, out_dir, epochs, mode="train", expect_success=True):
-    """Runs two local workers to the end; returns their (stdout, weights), or their stderr."""
+def _start_two_workers(tiny_data_dir, model_dir, out_dir, args, mode="train", scratch=None):
+    """Starts two local workers of one multi-worker run; returns their processes."""
     workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    extra = {"TMPDIR": str(scratch)} if scratch else {}
     processes = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        processes.append(subprocess.Popen(
+            [sys.executable, WORKER, mode, str(out_dir / f"worker{index}.npz"), *args,
+             f"--data_dir={tiny_data_dir}", f"--model_dir={model_dir}",
+             "--strategy=multi_worker"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=_environment(TF_CONFIG=json.dumps(tf_config), **extra)))
+    return processes
+
+
+def _two_workers(tiny_data_dir, model_dir, out_dir, args, mode="train", expect_success=True,
+                 scratch=None):
+    """Runs two local workers to the end; returns their (stdout, weights), or their stderr."""
+    processes = _start_two_workers(tiny_data_dir, model_dir, out_dir, args, mode, scratch)
     try:
-        for index in range(2):
-            tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker",
-                                                                  "index": index}}
-            processes.append(subprocess.Popen(
-                [sys.executable, WORKER, mode, str(out_dir / f"worker{index}.npz"), *TINY,
-                 f"--data_dir={tiny_data_dir}", f"--model_dir={model_dir}", f"--epochs={epochs}",
-                 "--strategy=multi_worker"],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                env=_environment(TF_CONFIG=json.dumps(tf_config))))
         outputs = [process.communicate(timeout=TIMEOUT) for process in processes]
     finally:  # never leave a worker behind, whatever happened
         for process in processes:
@@ -96,29 +148,75 @@ def _two_workers(tiny_data_dir, model_dir, out_dir, epochs, mode="train", expect
             for index, (stdout, _) in enumerate(outputs)]
 
 
+# The global batch of 32 is split between the two workers.
+MULTI_WORKER = [*TINY, "--classifier_weight=1", "--steps_per_epoch=40", "--seed=3"]
+
+
+@pytest.fixture(scope="module")
+def one_device_run(tiny_data_dir, tmp_path_factory):
+    """Two epochs of MULTI_WORKER on one device, which the two-worker runs must match."""
+    folder = tmp_path_factory.mktemp("one_device")
+    _run_worker(["train", str(folder / "weights.npz"), *MULTI_WORKER, "--epochs=2",
+                 "--noexport", f"--data_dir={tiny_data_dir}", f"--model_dir={folder / 'run'}"])
+    return folder / "run"
+
+
 @pytest.mark.slow
-def test_two_workers_train_two_epochs_agree_on_the_weights_and_resume(tiny_data_dir, tmp_path):
-    model_dir = tmp_path / "run"
-    (chief_out, chief), (other_out, other) = _two_workers(tiny_data_dir, model_dir, tmp_path, 2)
+def test_two_workers_match_one_device_leave_no_scratch_and_resume(tiny_data_dir, tmp_path,
+                                                                   one_device_run):
+    model_dir, scratch = tmp_path / "run", tmp_path / "scratch"
+    scratch.mkdir()
+    (chief_out, chief), (other_out, other) = _two_workers(
+        tiny_data_dir, model_dir, tmp_path, [*MULTI_WORKER, "--epochs=2"], scratch=scratch)
     assert len(chief.files) >= 8
     for name in chief.files:
         np.testing.assert_array_equal(chief[name], other[name], err_msg=name)
+    # The same global batches, noise and loss scale as one device, up to summation order.
+    _assert_close_checkpoints(one_device_run, model_dir, rtol=1e-4)
+    assert os.listdir(scratch) == []  # the other worker's checkpoints were deleted
     # Only the chief wrote into the model directory, and it trained two epochs.
     assert "on 2 replicas" in chief_out and other_out == ""
     with open(model_dir / "metrics.csv") as stream:
         assert len(stream.read().splitlines()) == 3
     assert (model_dir / "saved_model" / "saved_model.pb").is_file()
-    assert sorted(os.listdir(model_dir / "checkpoints")) == [
+    assert sorted(name for name in os.listdir(model_dir / "checkpoints")
+                  if name != "in_epoch") == [
         "checkpoint", "ckpt-1.data-00000-of-00001", "ckpt-1.index",
         "ckpt-2.data-00000-of-00001", "ckpt-2.index"]
 
-    (chief_out, chief), (_, other) = _two_workers(tiny_data_dir, model_dir, tmp_path, 3)
+    (chief_out, chief), (_, other) = _two_workers(tiny_data_dir, model_dir, tmp_path,
+                                                  [*MULTI_WORKER, "--epochs=3"])
     assert "resuming after epoch 2" in chief_out
     for name in chief.files:
         np.testing.assert_array_equal(chief[name], other[name], err_msg=name)
     with open(model_dir / "metrics.csv") as stream:
         assert [line.split(",")[0] for line in stream.read().splitlines()] == [
             "epoch", "0", "1", "2"]
+
+
+@pytest.mark.slow
+def test_two_workers_killed_after_an_in_epoch_checkpoint_resume_at_its_step(
+        tiny_data_dir, tmp_path, one_device_run):
+    model_dir = tmp_path / "run"
+    args = [*MULTI_WORKER, "--epochs=2", "--noexport", "--checkpoint_every_steps=10"]
+    in_epoch = model_dir / "checkpoints" / "in_epoch"
+    processes = _start_two_workers(tiny_data_dir, model_dir, tmp_path, args)
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        # An in-epoch checkpoint of epoch 2: ckpt-N with N = 40 + step.
+        while not [name for name in (os.listdir(in_epoch) if in_epoch.is_dir() else [])
+                   if re.fullmatch(r"ckpt-(5|6|7)0\.index", name)]:
+            assert time.monotonic() < deadline, "no in-epoch checkpoint of epoch 2"
+            assert all(process.poll() is None for process in processes), \
+                processes[0].stderr.read()[-3000:]
+            time.sleep(0.002)
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+    (chief_out, _), _ = _two_workers(tiny_data_dir, model_dir, tmp_path, args)
+    assert re.search(r"resuming in epoch 2 at step (10|20|30)", chief_out), chief_out
+    _assert_close_checkpoints(one_device_run, model_dir, rtol=1e-4)
 
 
 def test_thread_pools_are_set_before_tensorflow_starts_and_warned_about_after(capsys):
@@ -148,7 +246,7 @@ def test_thread_pools_are_set_before_tensorflow_starts_and_warned_about_after(ca
 def test_multi_worker_fit_still_needs_the_keras_20585_workarounds(tiny_data_dir, tmp_path):
     # When this fails, Keras fixed keras-team/keras#20585: remove
     # compat.SkipSymbolicBuildWhenBuilt and compat.step_logs.
-    outcomes = _two_workers(tiny_data_dir, tmp_path / "run", tmp_path, 1,
+    outcomes = _two_workers(tiny_data_dir, tmp_path / "run", tmp_path, [*TINY, "--epochs=1"],
                             mode="train_without_workarounds", expect_success=False)
     assert any(returncode != 0 for returncode, _ in outcomes), \
         "multi-worker fit works without the keras-team/keras#20585 workarounds"

@@ -8,6 +8,7 @@ final weights with those of a run never interrupted.
 
 import glob
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import pytest
 import tensorflow as tf
 
 from vae_tf import training
-from vae_tf.errors import RunDirError
+from vae_tf.errors import Preempted, RunDirError
 
 from conftest import FAST, REPO_ROOT, parse_config
 
@@ -30,11 +31,13 @@ KILL_ARGS = ["--arch=mlp", "--encoder_layers=1024,1024", "--decoder_layers=1024,
              "--figures_every=1", "--noexport", "--noprogress_bar", "--deterministic",
              "--seed=7", "--eval_batch_size=60"]
 TIMEOUT = 120
+# Checkpoint bookkeeping rather than training state: how many saves this folder has seen.
+NOT_TRAINING_STATE = ("_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter/.ATTRIBUTES/VARIABLE_VALUE")
 
 
-def _command(data_dir, model_dir):
+def _command(data_dir, model_dir, *extra):
     return [sys.executable, "-m", "vae_tf.train", *KILL_ARGS, f"--data_dir={data_dir}",
-            f"--model_dir={model_dir}"]
+            f"--model_dir={model_dir}", *extra]
 
 
 def _environment():
@@ -81,22 +84,54 @@ def _run_until_killed(name, command, model_dir, ready, delay):
     return seen
 
 
+def _in_epoch_files(model_dir):
+    return sorted(glob.glob(os.path.join(model_dir, "checkpoints", "in_epoch", "ckpt-*.index")))
+
+
+def _number(path):
+    """N of ckpt-N.index: epoch * steps per epoch + step for in-epoch checkpoints."""
+    return int(re.search(r"ckpt-(\d+)\.index$", path).group(1))
+
+
+@pytest.fixture(scope="module")
+def reference_run(tiny_data_dir, tmp_path_factory):
+    """A run of KILL_ARGS never interrupted, whose final weights the others must match."""
+    reference = tmp_path_factory.mktemp("reference")
+    done = subprocess.run(_command(tiny_data_dir, reference), cwd=REPO_ROOT, env=_environment(),
+                          capture_output=True, text=True, timeout=TIMEOUT * 2)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return reference
+
+
+def _assert_same_final_weights(reference, other):
+    expected, actual = _final_variables(str(reference)), _final_variables(str(other))
+    assert expected.keys() == actual.keys() and len(expected) >= 30
+    for name in expected:
+        np.testing.assert_array_equal(expected[name], actual[name], err_msg=name)
+    with open(reference / "metrics.csv") as a, open(other / "metrics.csv") as b:
+        rows_a, rows_b = a.read().splitlines(), b.read().splitlines()
+    assert len(rows_a) == len(rows_b) == 6
+    # The training losses of every epoch too, the resumed one included (all but the time).
+    columns = rows_a[0].split(",")
+    timing = columns.index("epoch_seconds")
+    for row_a, row_b in zip(rows_a[1:], rows_b[1:]):
+        a_values, b_values = row_a.split(","), row_b.split(",")
+        del a_values[timing], b_values[timing]
+        assert a_values == b_values
+
+
 def _final_variables(model_dir):
     reader = tf.train.load_checkpoint(os.path.join(model_dir, "checkpoints"))
     # Every variable: the weights (reached through the optimizer), Adam's moments, the
     # epoch, and the random generators' states.
     return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
-            if name != "_CHECKPOINTABLE_OBJECT_GRAPH"}
+            if name not in NOT_TRAINING_STATE}
 
 
 @pytest.mark.slow
 def test_sigkill_at_any_moment_then_rerun_gives_bitwise_the_same_weights(tiny_data_dir,
-                                                                       tmp_path):
-    reference, killed = tmp_path / "reference", tmp_path / "killed"
-    done = subprocess.run(_command(tiny_data_dir, reference), cwd=REPO_ROOT, env=_environment(),
-                          capture_output=True, text=True, timeout=TIMEOUT * 2)
-    assert done.returncode == 0, done.stderr[-2000:]
-
+                                                                       tmp_path, reference_run):
+    killed = tmp_path / "killed"
     command = _command(tiny_data_dir, killed)
     tensorboard = killed / "tensorboard" / "train"
     kills = [
@@ -119,15 +154,87 @@ def test_sigkill_at_any_moment_then_rerun_gives_bitwise_the_same_weights(tiny_da
                             text=True, timeout=TIMEOUT * 2)
     assert finish.returncode == 0, finish.stderr[-2000:]
     assert "resuming after epoch" in finish.stdout
-
-    expected, actual = _final_variables(str(reference)), _final_variables(str(killed))
-    assert expected.keys() == actual.keys() and len(expected) >= 30
-    for name in expected:
-        np.testing.assert_array_equal(expected[name], actual[name], err_msg=name)
-    with open(reference / "metrics.csv") as a, open(killed / "metrics.csv") as b:
-        assert len(a.read().splitlines()) == len(b.read().splitlines()) == 6
+    _assert_same_final_weights(reference_run, killed)
     assert not _temporary(str(killed))  # the interrupted write's folder was cleared
     print(seen)
+
+
+@pytest.mark.slow
+def test_sigkill_after_an_in_epoch_checkpoint_resumes_at_its_step_bitwise(tiny_data_dir,
+                                                                        tmp_path, reference_run):
+    killed = tmp_path / "killed"
+    command = _command(tiny_data_dir, killed, "--checkpoint_every_steps=10")
+    # Killed once epoch 1 is saved and epoch 2 has saved its first in-epoch checkpoint.
+    _run_until_killed("after an in-epoch checkpoint", command, str(killed),
+                      lambda d, done, temporary: any(
+                          _number(path) > 30 for path in _in_epoch_files(d)), 0.05)
+    saved = _in_epoch_files(str(killed))
+    assert saved, "no in-epoch checkpoint at the kill"
+    step = int(tf.train.load_checkpoint(saved[-1][:-len(".index")]).get_tensor(
+        "step/.ATTRIBUTES/VARIABLE_VALUE"))
+    epoch = int(tf.train.load_checkpoint(saved[-1][:-len(".index")]).get_tensor(
+        "epoch/.ATTRIBUTES/VARIABLE_VALUE"))
+    assert step in (10, 20)
+    finish = subprocess.run(command, cwd=REPO_ROOT, env=_environment(), capture_output=True,
+                            text=True, timeout=TIMEOUT * 2)
+    assert finish.returncode == 0, finish.stderr[-2000:]
+    assert f"resuming in epoch {epoch + 1} at step {step}" in finish.stdout
+    _assert_same_final_weights(reference_run, killed)
+    assert not _in_epoch_files(str(killed))  # the last epoch's own checkpoint made it stale
+
+
+@pytest.mark.slow
+def test_sigterm_saves_an_in_epoch_checkpoint_exits_143_and_resumes_there(tiny_data_dir,
+                                                                        tmp_path, reference_run):
+    model_dir = tmp_path / "run"
+    command = _command(tiny_data_dir, model_dir, "--checkpoint_every_steps=10")
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=_environment(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        # The first in-epoch checkpoint (step 10) shows the run is inside epoch 1, with 20
+        # steps to go: SIGTERM then lands inside the epoch.
+        while not _in_epoch_files(str(model_dir)) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        sent = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+        took = time.monotonic() - sent
+    finally:
+        process.kill()
+    assert process.returncode == 143, stderr[-2000:]
+    assert "Traceback" not in stderr
+    match = re.search(r"vae_tf: stopped by SIGTERM; saved a checkpoint at epoch 1, step (\d+): "
+                      r"\S+\. Run the same command again to resume\.", stderr)
+    assert match, stderr[-2000:]
+    step = int(match.group(1))
+    assert 10 <= step < 30
+    assert _in_epoch_files(str(model_dir)) and not _checkpoint_files(str(model_dir))
+    print(f"SIGTERM to exit: {took:.2f} s, saved at step {step}")
+    resumed = subprocess.run(command, cwd=REPO_ROOT, env=_environment(), capture_output=True,
+                             text=True, timeout=TIMEOUT * 2)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resuming in epoch 1 at step {step}" in resumed.stdout
+    _assert_same_final_weights(reference_run, model_dir)
+
+
+def test_after_the_first_signal_a_second_one_ends_the_process_at_once():
+    from vae_tf import callbacks
+
+    stop = callbacks.StopOnSignal()
+    stop.on_train_begin()
+    try:
+        assert signal.getsignal(signal.SIGTERM) == stop._request
+        os.kill(os.getpid(), signal.SIGTERM)  # handled: only sets the flag
+        time.sleep(0.01)
+        assert stop.requested == signal.SIGTERM
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_DFL
+        with pytest.raises(Preempted):
+            stop.on_epoch_end(0)
+    finally:
+        stop.on_train_end()
+    assert signal.getsignal(signal.SIGINT) == signal.default_int_handler
 
 
 def _corrupt(prefix, how):
@@ -178,7 +285,8 @@ def test_no_readable_checkpoint_stops_instead_of_starting_over(tiny_args):
 
 @pytest.mark.slow
 def test_ctrl_c_stops_cleanly_keeps_the_last_checkpoint_and_says_how_to_resume(tiny_data_dir,
-                                                                              tmp_path):
+                                                                              tmp_path,
+                                                                              reference_run):
     model_dir = tmp_path / "run"
     command = _command(tiny_data_dir, model_dir)
     process = subprocess.Popen(command, cwd=REPO_ROOT, env=_environment(),
@@ -198,9 +306,14 @@ def test_ctrl_c_stops_cleanly_keeps_the_last_checkpoint_and_says_how_to_resume(t
     saved = _checkpoint_files(str(model_dir))
     assert saved and not _temporary(str(model_dir))
     tf.train.load_checkpoint(saved[-1][:-len(".index")])  # whole
+    # The figures of every completed epoch are kept.
+    completed = _number(saved[-1])
+    for epoch in range(1, completed + 1):
+        assert (model_dir / "figures" / f"reconstructions_epoch_{epoch:03d}.png").is_file()
     resumed = subprocess.run(command, cwd=REPO_ROOT, env=_environment(), capture_output=True,
                              text=True, timeout=TIMEOUT * 2)
     assert resumed.returncode == 0 and "resuming after epoch" in resumed.stdout
+    _assert_same_final_weights(reference_run, model_dir)  # bit for bit, as the README says
 
 
 def test_a_diverging_run_stops_naming_epoch_and_step_and_saves_nothing(tiny_args):

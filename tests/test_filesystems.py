@@ -1,7 +1,10 @@
-"""Model directories on read-only file systems: one line, exit 1, nothing written.
+"""Model directories on read-only and full file systems.
 
-The tests mount small tmpfs file systems, which needs root (CI runs as root);
-elsewhere they are skipped with that reason.
+A read-only folder gets one line, exit 1, nothing written. A disk that fills up
+during training gets one line saying how much room a checkpoint needs, the
+last checkpoint stays whole, and a rerun with more room resumes. The tests
+mount small tmpfs file systems, which needs root (CI runs as root); elsewhere
+they are skipped with that reason.
 """
 
 import os
@@ -31,10 +34,10 @@ def mount_tmpfs(tmp_path):
         subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
-def _train(tiny_data_dir, model_dir):
+def _train(tiny_data_dir, model_dir, *extra):
     return subprocess.run(
         [sys.executable, "-m", "vae_tf.train", *FAST, f"--data_dir={tiny_data_dir}",
-         f"--model_dir={model_dir}", "--epochs=1", "--noprogress_bar"],
+         f"--model_dir={model_dir}", "--epochs=1", "--noprogress_bar", *extra],
         capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
         env=dict(os.environ, PYTHONPATH=REPO_ROOT))
 
@@ -65,3 +68,37 @@ def test_an_existing_model_dir_made_read_only_is_refused_and_left_alone(
         f"error: --model_dir={tmp_path / 'disk' / 'run'} is not writable; choose a writable "
         f"--model_dir."]
     assert os.listdir(tmp_path / "disk" / "run") == []
+
+
+def test_a_disk_that_fills_up_stops_in_one_line_keeps_the_last_checkpoint_and_resumes(
+        tiny_data_dir, tmp_path, mount_tmpfs):
+    from vae_tf import checkpoints
+
+    disk = tmp_path / "disk"
+    mount_tmpfs(disk, "size=24m")
+    model_dir = disk / "run"
+    # Checkpoints of about 9 MB: two fit in 24 MB, the third does not.
+    wide = ["--encoder_layers=512", "--decoder_layers=512", "--steps_per_epoch=4",
+            "--epochs=4", "--keep_checkpoints=3"]
+    result = _train(tiny_data_dir, model_dir, *wide)
+    assert result.returncode == 1, result.stderr[-2000:]
+    lines = _error_lines(result)
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert lines[0].startswith(f"error: {model_dir}: no space left on the device ("), lines
+    assert "this model needs about 9.2 MB per checkpoint" in lines[0], lines
+    assert "run the same command again" in lines[0]
+    # The last checkpoint that was written is whole and restores.
+    config, state = checkpoints.restore_trained(str(model_dir))
+    assert state.completed_epochs == 2
+    assert not os.path.exists(model_dir / ".lock")
+
+    subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
+    resumed = _train(tiny_data_dir, model_dir, *wide)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming after epoch 2" in resumed.stdout
+    _, state = checkpoints.restore_trained(str(model_dir))
+    assert state.completed_epochs == 4
+    with open(model_dir / "metrics.csv") as stream:
+        assert [line.split(",")[0] for line in stream.read().splitlines()[1:]] == [
+            "0", "1", "2", "3"]
+    assert not [name for name in os.listdir(model_dir / "checkpoints") if "_temp" in name]

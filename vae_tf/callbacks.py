@@ -1,7 +1,8 @@
-"""Keras callbacks of a vae_tf run: KL warm-up, a NaN guard, Ctrl-C, TensorBoard, figures.
+"""Keras callbacks of a vae_tf run: KL warm-up, a NaN guard, signals, TensorBoard, figures.
 
-They run in the order `training.train_and_evaluate` lists them, ending with
-`checkpoints.EpochCheckpoint`. Everything that records an epoch (TensorBoard,
+They run in the order `training.train_and_evaluate` lists them: the
+checkpoints (`checkpoints.StepCheckpoint`, `checkpoints.EpochCheckpoint`) come
+after everything else but `StopOnSignal`. Everything that records an epoch (TensorBoard,
 metrics.csv) runs before the checkpoint of that epoch is saved, so a run
 stopped at any moment resumes from a checkpoint whose epoch is fully recorded.
 """
@@ -17,7 +18,7 @@ import keras
 import tensorflow as tf
 
 from vae_tf import compat, figures, inspection, losses, run_dir
-from vae_tf.errors import TrainingError
+from vae_tf.errors import Preempted, TrainingError
 
 
 class KLWarmup(keras.callbacks.Callback):
@@ -57,38 +58,71 @@ class StopOnNonFinite(keras.callbacks.Callback):
                 f"--learning_rate, or --scale=softplus, which bounds the variance.")
 
 
-class StopOnInterrupt(keras.callbacks.Callback):
-    """Turns Ctrl-C (SIGINT) during training into a KeyboardInterrupt at a step boundary.
+class StopOnSignal(keras.callbacks.Callback):
+    """Turns Ctrl-C (SIGINT) and SIGTERM during training into an exit at a step boundary.
 
-    Python delivers SIGINT to whatever happens to be running, and code that
+    Python delivers a signal to whatever happens to be running, and code that
     TensorFlow runs from finalisers or iterators can swallow the resulting
-    KeyboardInterrupt, so that training carries on. Here the signal only sets
-    a flag, and the next batch or epoch boundary raises, in the main thread.
+    exception, so that training carries on. Here the signal only sets a flag,
+    and the next boundary raises, in the main thread:
+
+    - Ctrl-C raises KeyboardInterrupt at the next training or test step (or
+      epoch end), keeping the checkpoint of the last completed epoch.
+    - SIGTERM, which schedulers and preemptible machines send with seconds to
+      spare, first saves an in-epoch checkpoint at the next training step
+      (through `step_checkpoint`), then raises `Preempted`; arriving during
+      the test evaluation, it lets the epoch finish and save its checkpoint.
+
+    After the first signal both go back to their default action, so that a
+    second one ends the process at once. This callback runs last, after the
+    epoch's checkpoint.
     """
 
-    def __init__(self):
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, step_checkpoint=None):
         super().__init__()
-        self.requested = False
-        self.previous = None
+        self.step_checkpoint = step_checkpoint
+        self.requested = None
+        self.previous = {}
 
     def _request(self, signum, frame):
-        self.requested = True
+        self.requested = signum
+        for signum in self.SIGNALS:
+            signal.signal(signum, signal.SIG_DFL)
 
-    def _check(self, *args, **kwargs):
+    def _stop(self, saved=None):
+        self.on_train_end()
+        if self.requested == signal.SIGTERM:
+            raise Preempted(saved)
+        raise KeyboardInterrupt
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.requested == signal.SIGTERM and self.step_checkpoint is not None:
+            steps = self.step_checkpoint.steps_done
+            if steps < self.step_checkpoint.steps_per_epoch:
+                self._stop(f"epoch {self.step_checkpoint.epoch + 1}, step {steps}: "
+                           f"{self.step_checkpoint.save()}")
         if self.requested:
-            self.on_train_end()  # a second Ctrl-C interrupts at once again
-            raise KeyboardInterrupt
+            self._stop()
 
-    on_train_batch_end = on_test_batch_end = on_epoch_end = _check
+    def on_test_batch_end(self, batch, logs=None):
+        if self.requested == signal.SIGINT:
+            self._stop()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.requested:
+            self._stop(f"the end of epoch {epoch + 1}")
 
     def on_train_begin(self, logs=None):
         if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._request)
+            self.previous = {signum: signal.signal(signum, self._request)
+                             for signum in self.SIGNALS}
 
     def on_train_end(self, logs=None):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-            self.previous = None
+        for signum, previous in self.previous.items():
+            signal.signal(signum, previous)
+        self.previous = {}
 
 
 def hparams(config) -> dict:
@@ -170,8 +204,10 @@ class FigureWriter(keras.callbacks.Callback):
     `tf.summary.trace_on` and `trace_export` around the first step.
     """
 
-    def __init__(self, fixed, model_dir: str, log_dir: str, every: int, last_epoch: int):
+    def __init__(self, fixed, model_dir: str, log_dir: str, every: int, last_epoch: int,
+                 final: bool = True):
         super().__init__()
+        self.final = final  # whether this `fit` call ends the run (GIFs, projector)
         self.fixed = fixed
         self.model_dir = model_dir
         self.every = every
@@ -204,7 +240,8 @@ class FigureWriter(keras.callbacks.Callback):
                                 run_dir.read_metrics(self.model_dir), self.history, self.writer)
 
     def on_train_end(self, logs=None):
-        figures.write_animations(self.model_dir, self.fixed, self.history)
-        z_mean, _ = inspection.encode(self.model, self.fixed.test_images)
-        figures.write_projector(self.figures_log_dir, z_mean, self.fixed)
+        if self.final:
+            figures.write_animations(self.model_dir, self.fixed, self.history)
+            z_mean, _ = inspection.encode(self.model, self.fixed.test_images)
+            figures.write_projector(self.figures_log_dir, z_mean, self.fixed)
         self.writer.close()

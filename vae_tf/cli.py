@@ -18,10 +18,11 @@ from absl import app, flags, logging  # noqa: E402
 
 from vae_tf import preset_flags  # noqa: E402
 from vae_tf.config import Config  # noqa: E402
-from vae_tf.errors import ConfigError, VaeTfError  # noqa: E402
+from vae_tf.errors import ConfigError, Preempted, VaeTfError  # noqa: E402
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports for a process SIGTERM ended
 
 
 def _default(field: dataclasses.Field):
@@ -118,6 +119,12 @@ def run(main) -> None:
             print("\nvae_tf: interrupted. The checkpoint of the last completed epoch is kept; run "
                   "the same command again to resume.", file=sys.stderr)
             sys.exit(EXIT_INTERRUPTED)
+        except Preempted as stop:
+            saved = (f"saved a checkpoint at {stop.where}" if stop.where else
+                     "the last checkpoint is kept")
+            print(f"vae_tf: stopped by SIGTERM; {saved}. Run the same command again to resume.",
+                  file=sys.stderr)
+            sys.exit(EXIT_TERMINATED)
 
     def parse(argv):
         try:

@@ -151,6 +151,12 @@ class Config:
     export: bool = _field(True, "At the end of training, export the model as a SavedModel "
                           "into <model_dir>/saved_model/<epoch>/, which saved_model/ then "
                           "points at.")
+    checkpoint_every_steps: int = _field(
+        0, "Also save a checkpoint inside the epoch every N training steps (rounded up to a "
+        "whole --steps_per_execution), with the position in the data stream, so that a rerun "
+        "resumes at that step. 0: one every 10 minutes of training, which never falls inside "
+        "the MLP presets' short epochs; under --strategy=multi_worker, 0 saves at epoch ends "
+        "only, since the workers must save at the same step.")
     keep_checkpoints: int = _field(3, "How many of the newest per-epoch checkpoints to keep "
                                    "(a conv model's checkpoint is about 120 MB).")
     progress_bar: bool = _field(True, "Show Keras' progress bar during training.")
@@ -228,6 +234,8 @@ class Config:
                      "must be 0 (TensorFlow's default) or more")
         _require(self.figures_every >= 0, "figures_every", self.figures_every,
                  "must be 0 (no figures) or more")
+        _require(self.checkpoint_every_steps >= 0, "checkpoint_every_steps",
+                 self.checkpoint_every_steps, "must be 0 (every 10 minutes) or more")
         _require(self.keep_checkpoints >= 1, "keep_checkpoints", self.keep_checkpoints,
                  "must be at least 1")
         _require(self.conv_kernel_size >= 1, "conv_kernel_size", self.conv_kernel_size,

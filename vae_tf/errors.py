@@ -24,5 +24,17 @@ class RunDirError(VaeTfError):
     """A model directory that cannot be used for the requested run."""
 
 
+class DiskFullError(VaeTfError):
+    """A write failed for want of space; the message says how much is needed and where."""
+
+
 class TrainingError(VaeTfError):
     """Training stopped because it could no longer make progress."""
+
+
+class Preempted(Exception):
+    """Training stopped on SIGTERM, after saving what it could; `where` says which checkpoint."""
+
+    def __init__(self, where=None):
+        super().__init__(where)
+        self.where = where

@@ -1,6 +1,48 @@
-"""Writing a file so that readers only ever see the old version or the whole new one."""
+"""Writing files so that readers only ever see the old version or the whole new one,
+and reporting a full disk as one line that says how much room is needed."""
 
+import contextlib
+import errno
 import os
+import shutil
+
+from vae_tf.errors import DiskFullError
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether `error` (an OSError, or TensorFlow's error for a failed write) is a full disk."""
+    return getattr(error, "errno", None) in _FULL or "No space left on device" in str(error)
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 2**20:,.1f} MB"
+
+
+@contextlib.contextmanager
+def reporting_full_disk(folder: str, needed=lambda: None, what: str = "the run"):
+    """Turns a full-disk error inside the block into a one-line DiskFullError.
+
+    `needed()` gives the bytes that one write of the block needs (a checkpoint,
+    say), for the message; TensorFlow's checkpoint writes and Keras' files leave
+    the previous version whole when they fail, so the run resumes once there is room.
+    """
+    try:
+        yield
+    except Exception as error:
+        if not is_disk_full(error):
+            raise
+        existing = os.path.abspath(folder)
+        while not os.path.isdir(existing):
+            existing = os.path.dirname(existing)
+        free = shutil.disk_usage(existing).free
+        size = needed()
+        need = f"{what} needs about {_megabytes(size)} per checkpoint" if size else ""
+        raise DiskFullError(
+            f"{folder}: no space left on the device ({_megabytes(free)} free"
+            + (f"; {need}" if need else "") + "). Free some space, then run the same command "
+            "again: it resumes from the last checkpoint, which is whole.") from None
 
 
 def write_atomically(path: str, write, suffix: str = ".tmp") -> str:

@@ -51,14 +51,29 @@ def with_class_probabilities(z, class_logits):
 
 
 class Sampling(keras.layers.Layer):
-    """Draws z ~ N(z_mean, exp(z_log_var)) with noise from its own SeedGenerator."""
+    """Draws z ~ N(z_mean, exp(z_log_var)) with noise from its own SeedGenerator.
+
+    Under a tf.distribute strategy with R replicas, each replica draws the noise
+    of the whole global batch [R * B, Z] (the same on every replica, whose seed
+    generators are mirrored) and keeps its own slice, so that a distributed step
+    sees the noise that one device would have drawn for the same global batch.
+    """
 
     def __init__(self, seed=None, **kwargs):
         super().__init__(**kwargs)
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def call(self, z_mean, z_log_var):
-        epsilon = keras.random.normal(tf.shape(z_mean), seed=self.seed_generator)
+        shape = tf.shape(z_mean)  # [B, Z], this replica's part of the batch
+        context = tf.distribute.get_replica_context()
+        replicas = context.num_replicas_in_sync if context is not None else 1
+        if replicas == 1:
+            epsilon = keras.random.normal(shape, seed=self.seed_generator)
+        else:
+            whole = keras.random.normal(tf.stack([shape[0] * replicas, shape[1]]),
+                                        seed=self.seed_generator)  # [R * B, Z]
+            replica = tf.cast(context.replica_id_in_sync_group, tf.int32)
+            epsilon = whole[replica * shape[0]:(replica + 1) * shape[0]]
         return reparameterize(z_mean, z_log_var, epsilon)
 
 

@@ -24,6 +24,7 @@ from vae_tf import (
     distribution,
     exporting,
     figures,
+    files,
     log,
     run_dir,
     run_lock,
@@ -42,11 +43,18 @@ class TrainResult:
     metrics: list  # rows of metrics.csv, one per completed epoch
 
 
-def _epoch_callbacks(config, state, model_dir, dataset, test_split, chief: bool) -> list:
-    """The callbacks of `fit`, in order; a non-chief worker only keeps its own checkpoint."""
-    # Order matters: the epoch is recorded everywhere before its checkpoint is saved.
+def _epoch_callbacks(config, state, model_dir, dataset, test_split, chief: bool,
+                     steps_per_epoch: int, first_step: int, final: bool,
+                     multi_worker: bool) -> list:
+    """The callbacks of one `fit` call, in order; a non-chief worker only keeps checkpoints.
+
+    `first_step` is the step inside the first epoch at which this call starts
+    (a run resumed from an in-epoch checkpoint); `final` says whether the call
+    ends the run, which writes the GIFs and the projector.
+    """
+    # Order matters: the epoch is recorded everywhere before its checkpoint is saved, and
+    # a signal is acted on after the checkpoints.
     epoch_callbacks = [
-        callbacks.StopOnInterrupt(),
         callbacks.KLWarmup(config.beta, config.kl_warmup_epochs),
         callbacks.EpochTimer(),
         callbacks.StopOnNonFinite(),
@@ -63,9 +71,21 @@ def _epoch_callbacks(config, state, model_dir, dataset, test_split, chief: bool)
                                                    config.seed)
             epoch_callbacks.append(callbacks.FigureWriter(
                 fixed, model_dir, os.path.join(model_dir, run_dir.TENSORBOARD_DIR),
-                config.figures_every, config.epochs))
-    epoch_callbacks.append(checkpoints.EpochCheckpoint(state.manager, state.epoch))
+                config.figures_every, config.epochs, final=final))
+    # Workers must save at the same step, so a timed save is for one process only.
+    every_seconds = 0 if multi_worker else checkpoints.DEFAULT_CHECKPOINT_SECONDS
+    step_checkpoint = checkpoints.StepCheckpoint(
+        state, steps_per_epoch, first_step, every_steps=_every_steps(config),
+        every_seconds=0 if config.checkpoint_every_steps else every_seconds)
+    epoch_callbacks += [step_checkpoint, checkpoints.EpochCheckpoint(state),
+                        callbacks.StopOnSignal(None if multi_worker else step_checkpoint)]
     return epoch_callbacks
+
+
+def _every_steps(config: Config) -> int:
+    """--checkpoint_every_steps rounded up to whole executions of --steps_per_execution."""
+    every, execution = config.checkpoint_every_steps, config.steps_per_execution
+    return -(-every // execution) * execution if every else 0
 
 
 def train_and_evaluate(config: Config) -> TrainResult:
@@ -92,15 +112,17 @@ def train_and_evaluate(config: Config) -> TrainResult:
                           f"{strategy.num_replicas_in_sync}.")
     lock = scratch = None
     if chief:
-        model_dir = run_dir.prepare(config)  # only now, so bad data leaves no folder behind
-        lock = run_lock.acquire(model_dir)
+        with files.reporting_full_disk(config.resolved_model_dir()):
+            model_dir = run_dir.prepare(config)  # only now, so bad data leaves no folder behind
+            lock = run_lock.acquire(model_dir)
     else:
         model_dir = config.resolved_model_dir()
         scratch = tempfile.mkdtemp(prefix="vae_tf-worker-")
     try:
-        if chief:
-            checkpoints.remove_interrupted_writes(model_dir)
-        return _train(config, strategy, dataset, model_dir, scratch)
+        with files.reporting_full_disk(scratch or model_dir):
+            if chief:
+                checkpoints.remove_interrupted_writes(model_dir)
+            return _train(config, strategy, dataset, model_dir, scratch)
     finally:
         if lock:
             run_lock.release(lock)
@@ -108,20 +130,23 @@ def train_and_evaluate(config: Config) -> TrainResult:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _whole_executions(config: Config, steps_per_epoch: int, chief: bool) -> Config:
+def _whole_executions(config: Config, steps_per_epoch: int, chief: bool,
+                      first_step: int = 0) -> Config:
     """`config` with --steps_per_execution lowered, if need be, to divide the epoch's steps.
 
     Keras would otherwise run whole executions past the end of each epoch, and a
-    resumed run would no longer see the batches an uninterrupted one saw.
+    resumed run would no longer see the batches an uninterrupted one saw. A run
+    resumed at step `first_step` of an epoch needs it to divide that too.
     """
     wanted = config.steps_per_execution
     fitting = max(n for n in range(1, min(wanted, steps_per_epoch) + 1)
-                  if steps_per_epoch % n == 0)
+                  if steps_per_epoch % n == 0 and first_step % n == 0)
     if fitting == wanted:
         return config
     if chief:
         log.info(f"--steps_per_execution={wanted} lowered to {fitting}, the largest divisor of "
-                 f"the epoch's {steps_per_epoch} steps.")
+                 f"the epoch's {steps_per_epoch} steps"
+                 + (f" and of the {first_step} done before the resume." if first_step else "."))
     return dataclasses.replace(config, steps_per_execution=fitting)
 
 
@@ -131,10 +156,20 @@ def _train(config, strategy, dataset, model_dir: str, scratch) -> TrainResult:
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     steps_per_epoch = config.steps_per_epoch or math.ceil(len(dataset.train) / config.batch_size)
+    _, first_step = checkpoints.resume_position(model_dir)
+    compiled = _whole_executions(config, steps_per_epoch, chief, first_step)
     with strategy.scope():
-        state = checkpoints.restore_run(_whole_executions(config, steps_per_epoch, chief),
-                                        model_dir, save_dir=scratch)
-    initial_epoch = state.completed_epochs
+        state = checkpoints.restore_run(compiled, model_dir, save_dir=scratch, in_epoch=True)
+    with files.reporting_full_disk(scratch or model_dir,
+                                   lambda: checkpoints.checkpoint_bytes(state), "this model"):
+        return _fit_and_export(config, compiled, state, strategy, dataset, model_dir, scratch,
+                               steps_per_epoch)
+
+
+def _fit_and_export(config, compiled, state, strategy, dataset, model_dir, scratch,
+                    steps_per_epoch) -> TrainResult:
+    chief = scratch is None
+    initial_epoch, first_step = state.completed_epochs, state.step_in_epoch
     if chief:
         run_dir.write_config(config, model_dir)
         run_dir.trim_metrics(model_dir, initial_epoch)
@@ -142,22 +177,33 @@ def _train(config, strategy, dataset, model_dir: str, scratch) -> TrainResult:
                  f"{len(dataset.test):,} test images from {dataset.source}) in {model_dir}"
                  + (f" on {strategy.num_replicas_in_sync} replicas"
                     if strategy.num_replicas_in_sync > 1 else "")
-                 + (f", resuming after epoch {initial_epoch}" if initial_epoch else ""))
+                 + (f", resuming after epoch {initial_epoch}" if initial_epoch and not first_step
+                    else "")
+                 + (f", resuming in epoch {initial_epoch + 1} at step {first_step}"
+                    if first_step else ""))
     if initial_epoch >= config.epochs:
         if chief:
             log.info(f"already trained for {initial_epoch} epochs (--epochs={config.epochs}); "
                      f"raise --epochs to train further.")
     else:
-        train_batches = data.train_pipeline(dataset.train, config.batch_size, config.seed,
-                                            start_batch=initial_epoch * steps_per_epoch,
-                                            binarize=config.binarize)
         test_split = data.prepare_test_split(dataset.test, config.binarize)
         test_batches = data.eval_pipeline(test_split, config.eval_batch_size)
-        state.model.fit(train_batches, epochs=config.epochs, initial_epoch=initial_epoch,
-                        steps_per_epoch=steps_per_epoch, validation_data=test_batches,
-                        callbacks=_epoch_callbacks(config, state, model_dir, dataset,
-                                                   test_split, chief),
-                        shuffle=False, verbose=1 if config.progress_bar and chief else 0)
+        multi_worker = config.strategy == "multi_worker"
+        # A part-done epoch is one `fit` call of its remaining steps, the other epochs another.
+        calls = [(initial_epoch, first_step)] if first_step else []
+        if initial_epoch + bool(first_step) < config.epochs:
+            calls.append((initial_epoch + bool(first_step), 0))
+        for index, (epoch, step) in enumerate(calls):
+            last = epoch + 1 if step else config.epochs
+            train_batches = data.train_pipeline(dataset.train, config.batch_size, config.seed,
+                                                start_batch=epoch * steps_per_epoch + step,
+                                                binarize=config.binarize)
+            state.model.fit(train_batches, epochs=last, initial_epoch=epoch,
+                            steps_per_epoch=steps_per_epoch - step, validation_data=test_batches,
+                            callbacks=_epoch_callbacks(
+                                compiled, state, model_dir, dataset, test_split, chief,
+                                steps_per_epoch, step, index == len(calls) - 1, multi_worker),
+                            shuffle=False, verbose=1 if config.progress_bar and chief else 0)
     if config.export and (initial_epoch < config.epochs or not os.path.isdir(
             os.path.join(model_dir, exporting.EXPORT_DIR))):
         # Every worker saves (tf.distribute needs them all); only the chief's is kept.
