@@ -236,3 +236,67 @@ def test_the_tflite_decoder_matches_the_saved_model(exported, name, quantize, to
     if result.model.conditional:  # no Assert op in TFLite: a bad label decodes to NaN
         images = decode(z=z[:2], label=np.array([1, 10], np.int32))["images"]
         assert np.isfinite(images[0]).all() and np.isnan(images[1]).all()
+
+
+def test_signatures_check_their_inputs_and_honour_labels_and_seeds(exported, tiny_data_dir):
+    from vae_tf import data
+
+    conditional = exported["conditional"].model
+    loaded = tf.saved_model.load(os.path.join(exported["conditional"].model_dir, "saved_model"))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="label must be 0 or more"):
+        loaded.signatures["decode"](z=tf.zeros((2, 3)), label=tf.constant([0, -1]))
+    unconditional = tf.saved_model.load(os.path.join(exported["conv"].model_dir, "saved_model"))
+    assert "label" not in unconditional.signatures["decode"].structured_input_signature[1]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="z must have z_dim=2 columns"):
+        unconditional.signatures["decode"](z=tf.zeros((2, 3)))
+    with pytest.raises((ValueError, TypeError, tf.errors.InvalidArgumentError)):
+        loaded.signatures["encode"](images=tf.zeros((2, 32, 32, 1)))
+
+    # generate: z ~ N(0, I) drawn with the seed, decoded with the asked label.
+    generate = loaded.signatures["generate"]
+    def generated(seed, label):
+        return generate(num_images=tf.constant(6), seed=tf.constant(seed, tf.int64),
+                        label=tf.constant(label))["images"].numpy()
+    three = generated(7, 3)
+    assert not np.allclose(three, generated(8, 3), atol=1e-3)  # another seed, other images
+    assert not np.allclose(three, generated(7, 5), atol=1e-3)  # another label, other images
+    z = tf.random.stateless_normal([6, 3], seed=tf.constant([7, 0], tf.int64))
+    np.testing.assert_allclose(three, conditional.decode(z, tf.fill([6], 3)).numpy(), atol=1e-5)
+
+    # encode is the Keras model's encoder and classifier.
+    images = data.read_split(tiny_data_dir, "test").float_images(8)
+    encoded = loaded.signatures["encode"](images=tf.constant(images))
+    z_mean, z_log_var = conditional.encode(tf.constant(images))
+    np.testing.assert_allclose(encoded["z_mean"].numpy(), z_mean.numpy(), atol=1e-5)
+    np.testing.assert_allclose(encoded["z_log_var"].numpy(), z_log_var.numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        encoded["class_probs"].numpy(),
+        tf.nn.softmax(conditional.classifier(tf.constant(images), training=False)).numpy(),
+        atol=1e-5)
+
+
+def test_an_interrupted_export_leaves_the_previous_one_whole(exported, monkeypatch):
+    result = exported["conv"]
+    base = os.path.join(result.model_dir, "saved_model")
+    def contents(folder):
+        return {os.path.relpath(os.path.join(root, name), folder):
+                open(os.path.join(root, name), "rb").read()
+                for root, _, names in os.walk(folder) for name in names}
+    before = contents(os.path.join(base, "1"))
+    assert "saved_model.pb" in before
+
+    class Interrupted:
+        def write_out(self, path, verbose=False):
+            os.makedirs(path)
+            with open(os.path.join(path, "saved_model.pb"), "wb") as stream:
+                stream.write(b"half")  # a write cut short
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(exporting, "serving_archive", lambda model: Interrupted())
+    with pytest.raises(KeyboardInterrupt):
+        exporting.export_model(result.model, parse_config("--arch=conv", "--z_dim=2"),
+                               result.model_dir, overwrite=True, version=1)
+    assert contents(os.path.join(base, "1")) == before
+    assert tf.saved_model.load(base).signatures["decode"](z=tf.zeros((1, 2)))["images"].shape \
+        == (1, 28, 28, 1)
+    assert [name for name in os.listdir(result.model_dir) if name.startswith(".saved_model")] == []

@@ -103,14 +103,14 @@ def reference_run(tiny_data_dir, tmp_path_factory):
     return reference
 
 
-def _assert_same_final_weights(reference, other):
+def _assert_same_final_weights(reference, other, epochs=5):
     expected, actual = _final_variables(str(reference)), _final_variables(str(other))
     assert expected.keys() == actual.keys() and len(expected) >= 30
     for name in expected:
         np.testing.assert_array_equal(expected[name], actual[name], err_msg=name)
     with open(reference / "metrics.csv") as a, open(other / "metrics.csv") as b:
         rows_a, rows_b = a.read().splitlines(), b.read().splitlines()
-    assert len(rows_a) == len(rows_b) == 6
+    assert len(rows_a) == len(rows_b) == epochs + 1
     # The training losses of every epoch too, the resumed one included (all but the time).
     columns = rows_a[0].split(",")
     timing = columns.index("epoch_seconds")
@@ -216,6 +216,42 @@ def test_sigterm_saves_an_in_epoch_checkpoint_exits_143_and_resumes_there(tiny_d
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resuming in epoch 1 at step {step}" in resumed.stdout
     _assert_same_final_weights(reference_run, model_dir)
+
+
+# Beyond the plain MLP: dropout's random state (conv), binary pixels drawn per batch, and
+# several steps per call into the compiled step. Wide layers make the 25 steps left after
+# the kill point last long enough for the kill to land inside the epoch.
+RESUMED_KINDS = {
+    "conv with dropout": ["--arch=conv", "--conv_filters=16,16,16", "--dropout=0.2",
+                          "--z_dim=2"],
+    "dynamic binarisation": ["--arch=mlp", "--encoder_layers=2048", "--decoder_layers=2048",
+                             "--z_dim=4", "--binarize=dynamic", "--likelihood=bernoulli"],
+    "steps_per_execution 5": ["--arch=mlp", "--encoder_layers=2048", "--decoder_layers=2048",
+                              "--z_dim=4", "--steps_per_execution=5"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", RESUMED_KINDS)
+def test_other_models_killed_inside_an_epoch_resume_bit_for_bit(kind, tiny_data_dir, tmp_path):
+    args = [sys.executable, "-m", "vae_tf.train", *RESUMED_KINDS[kind], "--batch_size=32",
+            "--steps_per_epoch=30", "--epochs=3", "--figures_every=0", "--noexport",
+            "--noprogress_bar", "--deterministic", "--seed=5", "--eval_batch_size=60",
+            f"--data_dir={tiny_data_dir}"]
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    done = subprocess.run([*args, f"--model_dir={reference}"], cwd=REPO_ROOT,
+                          env=_environment(), capture_output=True, text=True, timeout=TIMEOUT * 2)
+    assert done.returncode == 0, done.stderr[-2000:]
+    command = [*args, f"--model_dir={killed}", "--checkpoint_every_steps=5"]
+    _run_until_killed("after an in-epoch checkpoint of epoch 2", command, str(killed),
+                      lambda d, done, temporary: any(
+                          _number(path) > 30 for path in _in_epoch_files(d)), 0.0)
+    finish = subprocess.run(command, cwd=REPO_ROOT, env=_environment(), capture_output=True,
+                            text=True, timeout=TIMEOUT * 2)
+    assert finish.returncode == 0, finish.stderr[-2000:]
+    assert re.search(r"resuming in epoch 2 at step (5|10|15|20|25)", finish.stdout), \
+        finish.stdout
+    _assert_same_final_weights(reference, killed, epochs=3)
 
 
 def test_after_the_first_signal_a_second_one_ends_the_process_at_once():
