@@ -287,7 +287,7 @@ def test_an_interrupted_export_leaves_the_previous_one_whole(exported, monkeypat
 
     class Interrupted:
         def write_out(self, path, verbose=False):
-            os.makedirs(path)
+            os.makedirs(path, exist_ok=True)
             with open(os.path.join(path, "saved_model.pb"), "wb") as stream:
                 stream.write(b"half")  # a write cut short
             raise KeyboardInterrupt
