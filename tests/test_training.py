@@ -3,6 +3,7 @@
 import glob
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -203,3 +204,28 @@ def test_real_fashion_mnist_test_loss_falls(tmp_path):
     first, second = (row["val_loss"] for row in result.metrics)
     # A untrained model scores about 545 nats per image; two short epochs must beat it well.
     assert second < first < 400, (first, second)
+
+
+def test_a_run_checkpointed_before_in_epoch_checkpoints_existed_resumes(tiny_args):
+    from vae_tf import checkpoints
+
+    config = parse_config(*FAST, *tiny_args, "--epochs=1")
+    training.train_and_evaluate(config)
+    model_dir = config.model_dir
+    state = checkpoints.restore_run(config, model_dir)
+    # ckpt-1 rewritten in the layout of earlier versions: no step, no metric totals.
+    folder = os.path.join(model_dir, "checkpoints")
+    shutil.rmtree(folder)
+    earlier = tf.train.Checkpoint(model=state.model, optimizer=state.checkpoint.optimizer,
+                                  epoch=state.epoch,
+                                  random_states=checkpoints.random_states(state.model))
+    tf.train.CheckpointManager(earlier, folder, max_to_keep=3).save(checkpoint_number=1)
+    names = tf.train.load_checkpoint(folder).get_variable_to_shape_map()
+    assert "epoch/.ATTRIBUTES/VARIABLE_VALUE" in names
+    assert "step/.ATTRIBUTES/VARIABLE_VALUE" not in names
+    _, restored = checkpoints.restore_trained(model_dir)  # as evaluate and export read it
+    assert restored.completed_epochs == 1
+    for expected, actual in zip(state.model.weights, restored.model.weights):
+        np.testing.assert_array_equal(expected.numpy(), actual.numpy())
+    result = training.train_and_evaluate(parse_config(*FAST, *tiny_args, "--epochs=2"))
+    assert (result.initial_epoch, result.epochs) == (1, 2)

@@ -112,7 +112,12 @@ def restore_run(config, model_dir: str, num_classes: int = NUM_CLASSES,
     manager = tf.train.CheckpointManager(checkpoint, folder,
                                          max_to_keep=config.keep_checkpoints)
     in_epoch_manager = _in_epoch_manager(checkpoint, folder)
-    _restore_newest_readable(checkpoint, checkpoint_paths(manager), manager.directory)
+    # Checkpoints saved before vae_tf recorded the in-epoch step and the metrics lack both;
+    # they restore through the layout they were written with.
+    earlier_layout = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch,
+                                         random_states=random_states(model))
+    layouts = (checkpoint, earlier_layout)
+    _restore_newest_readable(layouts, checkpoint_paths(manager), manager.directory)
     metric_values = []
     if in_epoch:
         done = (int(epoch.numpy()), int(step.numpy()))
@@ -120,10 +125,10 @@ def restore_run(config, model_dir: str, num_classes: int = NUM_CLASSES,
         later = [path for path in checkpoint_paths(in_epoch_manager)
                  if (_position(path) or (math.inf,)) > done]
         try:
-            restored = _restore_newest_readable(checkpoint, later, in_epoch_manager.directory)
+            restored = _restore_newest_readable(layouts, later, in_epoch_manager.directory)
         except RunDirError as error:
             log.warning(f"{error} Resuming from the last epoch's checkpoint instead.")
-            _restore_newest_readable(checkpoint, checkpoint_paths(manager), manager.directory)
+            _restore_newest_readable(layouts, checkpoint_paths(manager), manager.directory)
             restored = None
         if restored:
             metric_values = [variable.numpy() for variable in metric_variables(model)]
@@ -191,8 +196,26 @@ def checkpoint_paths(manager: tf.train.CheckpointManager) -> list:
     return [path for _, path in sorted(numbered)]
 
 
-def _restore_newest_readable(checkpoint: tf.train.Checkpoint, paths: list,
-                             directory: str):
+def _restore_one(layouts, path: str) -> None:
+    """Restores `path` through the first layout all of whose objects it matches.
+
+    Unreadable files raise one of compat.UNREADABLE_CHECKPOINT_ERRORS; a
+    checkpoint that matches no layout is another configuration's (RunDirError).
+    """
+    for layout in layouts:
+        try:
+            status = layout.restore(path)
+        except ValueError as error:  # a variable of another shape
+            raise _foreign_checkpoint(path, error) from None
+        try:
+            status.assert_existing_objects_matched()
+            return
+        except AssertionError as error:
+            mismatch = error
+    raise _foreign_checkpoint(path, mismatch) from None
+
+
+def _restore_newest_readable(layouts, paths: list, directory: str):
     """Restores the newest checkpoint that reads whole, saying which unreadable ones it skipped.
 
     A checkpoint whose files are truncated or missing (a kill during the
@@ -204,16 +227,10 @@ def _restore_newest_readable(checkpoint: tf.train.Checkpoint, paths: list,
     skipped = []
     for path in reversed(paths):
         try:
-            status = checkpoint.restore(path)
+            _restore_one(layouts, path)
         except compat.UNREADABLE_CHECKPOINT_ERRORS as error:
             skipped.append(f"{path} ({_first_line(error)})")
             continue
-        except ValueError as error:  # a variable of another shape
-            raise _foreign_checkpoint(path, error) from None
-        try:
-            status.assert_existing_objects_matched()
-        except AssertionError as error:
-            raise _foreign_checkpoint(path, error) from None
         for unreadable in skipped:
             log.warning(f"skipped the unreadable checkpoint {unreadable}; resuming from {path}.")
         return path
