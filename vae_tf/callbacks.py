@@ -88,8 +88,8 @@ class StopOnSignal(keras.callbacks.Callback):
 
     def _request(self, signum, frame):
         self.requested = signum
-        for signum in self.SIGNALS:
-            signal.signal(signum, signal.SIG_DFL)
+        for handled in self.SIGNALS:
+            signal.signal(handled, signal.SIG_DFL)
 
     def _stop(self, saved=None):
         self.on_train_end()

@@ -165,11 +165,8 @@ def resume_position(model_dir: str) -> tuple:
     folder = os.path.join(model_dir, CHECKPOINT_DIR)
     positions = [(0, 0)]
     for directory in (folder, os.path.join(folder, IN_EPOCH_DIR)):
-        record = tf.train.get_checkpoint_state(directory) if os.path.isdir(directory) else None
-        if record and record.model_checkpoint_path:
-            path = record.model_checkpoint_path
-            if not os.path.isabs(path):
-                path = os.path.join(directory, path)
+        path = tf.train.latest_checkpoint(directory) if os.path.isdir(directory) else None
+        if path:
             positions.append(_position(path) or (0, 0))
     return max(positions)
 
