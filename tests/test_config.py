@@ -17,7 +17,8 @@ def test_defaults_are_valid():
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"dataset": "cifar10"}, "--dataset=cifar10 is not one of mnist, fashion_mnist"),
+    ({"image_size": [0]}, "--image_size=0 must be HEIGHT,WIDTH or SIZE"),
+    ({"test_fraction": 1.0}, "--test_fraction=1.0 must be between 0 and 1"),
     ({"arch": "resnet"}, "--arch=resnet is not one of mlp, conv"),
     ({"likelihood": "poisson"}, "--likelihood=poisson is not one of"),
     ({"scale": "exp"}, "--scale=exp is not one of"),

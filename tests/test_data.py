@@ -25,7 +25,7 @@ def folder(tmp_path):
 
 def test_read_split_returns_uint8_images_and_int32_labels(folder):
     split = data.read_split(folder, "train")
-    assert split.images.shape == (30, 28, 28) and split.images.dtype == np.uint8
+    assert split.images.shape == (30, 28, 28, 1) and split.images.dtype == np.uint8
     assert split.labels.shape == (30,) and split.labels.dtype == np.int32
     assert len(split) == 30
 
@@ -255,5 +255,5 @@ def test_float_images_scale_to_unit_range_with_a_channel(folder):
     split = data.read_split(folder, "test")
     images = split.float_images(5)
     assert images.shape == (5, 28, 28, 1) and images.dtype == np.float32
-    np.testing.assert_allclose(images[..., 0] * 255.0, split.images[:5], atol=1e-4)
+    np.testing.assert_allclose(images * 255.0, split.images[:5], atol=1e-4)
     assert split.float_images().shape[0] == len(split)

@@ -56,6 +56,6 @@ def test_the_judge_scores_test_images_as_their_class_and_a_one_class_model_near_
 
     three = test_images[np.flatnonzero(dataset.test.labels == 3)[0]]  # [28, 28, 1]
     grades = judge.grade(_OneClassModel(three), grader, test_images,
-                         dataset.train.float_images(), num_samples=2000)
+                         judge.floor_images(dataset.train, num_samples=2000), num_samples=2000)
     assert grades["judged_class_agreement"] == pytest.approx(0.1, abs=0.02)
     assert grades["frechet_distance"] > 20 * grades["frechet_distance_train_floor"]

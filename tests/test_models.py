@@ -41,7 +41,7 @@ def _compiled(config, learning_rate=1e-3):
 def test_encoder_and_decoder_shapes(arch):
     config = _small(arch)
     images, _ = _batch()
-    encoder, decoder = models.ARCHITECTURES[arch](config, models.IMAGE_SHAPE)
+    encoder, decoder = models.ARCHITECTURES[arch](config, models.MNIST_IMAGE_SHAPE)
     z_mean, z_log_var = encoder(images)
     assert z_mean.shape == z_log_var.shape == (BATCH, 3)
     assert z_mean.dtype == z_log_var.dtype == tf.float32
@@ -54,7 +54,7 @@ def test_conv_layers_follow_the_tutorial():
     encoder = models.conv_encoder(8, "log_std", filters=[64, 64, 64], kernel_size=4,
                                   strides=[2, 2, 1], leaky_relu_slope=0.3, dropout=0.2)
     decoder = models.conv_decoder(24, filters=[64, 64, 64], kernel_size=4, strides=[2, 1, 1],
-                                  leaky_relu_slope=0.3, dropout=0.2)
+                                  leaky_relu_slope=0.3, dropout=0.2, image_shape=(28, 28, 1))
     encoder(tf.zeros((1, 28, 28, 1)))
     decoder(tf.zeros((1, 8)))
     convs = [layer for layer in encoder.body if isinstance(layer, keras.layers.Conv2D)]
@@ -211,7 +211,7 @@ def test_float16_training_scales_the_loss():
 def test_a_vae_builds_and_trains_from_explicit_arguments_without_a_config():
     keras.utils.set_random_seed(3)
     model = models.VAE(models.mlp_encoder(2, "softplus", [16], "relu"),
-                       models.mlp_decoder([16], "relu"), "bernoulli")
+                       models.mlp_decoder([16], "relu", (28, 28, 1)), "bernoulli")
     images, labels = _batch()
     model(images)
     model.compile(optimizer=keras.optimizers.Adam(1e-2))

@@ -61,7 +61,7 @@ def matmul_peak(size: int = 2048, repeats: int = 7) -> dict:
 
 def flops_per_image(model, batch_size: int) -> float:
     """Float operations of one training step per image, from its traced graph."""
-    spec = (tf.TensorSpec([batch_size, 28, 28, 1], tf.float32),
+    spec = (tf.TensorSpec([batch_size, *model.image_shape], tf.float32),
             tf.TensorSpec([batch_size], tf.int32))
     step = tf.function(lambda images, labels: model.train_step((images, labels)))
     graph = step.get_concrete_function(*spec).graph
@@ -73,7 +73,7 @@ def flops_per_image(model, batch_size: int) -> float:
 
 def _synthetic_batches(split, batch_size: int):
     """One real batch repeated forever: a pipeline that costs nothing."""
-    images = tf.constant(split.images[:batch_size, ..., np.newaxis])
+    images = tf.constant(np.asarray(split.images[:batch_size]))
     labels = tf.constant(split.labels[:batch_size].astype(np.int32))
     return tf.data.Dataset.from_tensors((images, labels)).repeat()
 
@@ -112,7 +112,7 @@ def time_plain_training(config, dataset, steps: int, repeats: int, warmup: int =
     """
     config = dataclasses.replace(config, mixed_precision="none")
     keras.utils.set_random_seed(config.seed)
-    model = models.build_vae(config, data.NUM_CLASSES)
+    model = models.build_vae(config, dataset.spec.num_classes, dataset.image_shape)
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), jit_compile=False,
                   steps_per_execution=1)
     clock = _StepClock()
@@ -204,10 +204,11 @@ def run(config, steps: int, repeats: int, synthetic: bool, plain: bool = True,
     distribution.configure_threads(config.intra_op_threads, config.inter_op_threads)
     peak = matmul_peak()
     yield peak
-    dataset = data.load_dataset(config.dataset, config.data_dir)
+    dataset = data.load_for(config)
     keras.utils.set_random_seed(config.seed)
     with tempfile.TemporaryDirectory() as scratch:  # no checkpoint is read or written
-        model = checkpoints.restore_run(config, scratch).model  # built and compiled as in train
+        # Built and compiled as in train.
+        model = checkpoints.restore_run(config, scratch, dataset.spec).model
     flops = flops_per_image(model, config.batch_size)
     yield {"measure": "flops_per_image", "mflop": flops / 1e6, "method": FLOPS_METHOD}
     settings = {"jit_compile": config.jit_compile,

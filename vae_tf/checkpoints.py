@@ -29,7 +29,6 @@ import numpy as np
 import tensorflow as tf
 
 from vae_tf import compat, log, run_dir
-from vae_tf.data import NUM_CLASSES
 from vae_tf.errors import RunDirError, TrainingError
 from vae_tf.models import VAE, build_vae
 
@@ -84,8 +83,8 @@ def metric_variables(model: keras.Model) -> list:
     return [variable for metric in model.metrics for variable in metric.variables]
 
 
-def restore_run(config, model_dir: str, num_classes: int = NUM_CLASSES,
-                save_dir: str = None, in_epoch: bool = False) -> RunState:
+def restore_run(config, model_dir: str, spec=None, save_dir: str = None,
+                in_epoch: bool = False) -> RunState:
     """Builds the model and optimizer, then restores the newest checkpoint if any.
 
     Restoring into unbuilt objects silently does nothing, so the model is
@@ -94,8 +93,10 @@ def restore_run(config, model_dir: str, num_classes: int = NUM_CLASSES,
     `model_dir`; with `save_dir`, new ones are saved there instead. With
     `in_epoch`, an in-epoch checkpoint newer than the last epoch's is restored
     (training); without, only whole epochs are (evaluation, figures, export).
+    `spec` (the data's image shape and classes) defaults to the run's data.json.
     """
-    model = build_vae(config, num_classes)
+    spec = spec or run_dir.load_data_spec(model_dir, config.dataset)
+    model = build_vae(config, spec.num_classes, spec.image_shape)
     optimizer = compat.make_adam(config.learning_rate)
     model.compile(optimizer=optimizer, jit_compile=config.jit_compile,
                   steps_per_execution=config.steps_per_execution)

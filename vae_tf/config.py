@@ -17,7 +17,6 @@ from vae_tf import data, distribution, losses, models
 from vae_tf.errors import ConfigError
 
 # The allowed values of each choice come from the table that implements it.
-DATASETS = tuple(data.CLASS_NAMES)
 ARCHS = tuple(models.ARCHITECTURES)
 SCALES = tuple(models.SCALES)
 LIKELIHOODS = tuple(losses.LIKELIHOODS)
@@ -41,12 +40,29 @@ class Config:
     """All settings of a training run; see each field's help."""
 
     # Data.
-    dataset: str = _field("fashion_mnist", "Data set to train on.", DATASETS, identity=True)
+    dataset: str = _field(
+        "fashion_mnist", "Data set to train on: mnist or fashion_mnist (found offline, see "
+        "--data_dir); the name of any image data set of tensorflow-datasets (kmnist, "
+        "emnist/digits, cifar10...), downloaded when there is a network; a folder of PNG or "
+        "JPEG images (one sub-folder per class gives labels; train/ and test/ sub-folders "
+        "give the splits); or an .npz file with x_train, x_test and optionally y_train, "
+        "y_test.", identity=True)
     data_dir: str = _field(
-        "", "Folder holding the four IDX .gz files of --dataset (or a <dataset>/ sub-folder "
-        "with them); when given, no other place is searched. Empty: look in "
-        "$VAE_TF_DATA_DIR/<dataset>/, then the Debian package's folder, then ask "
+        "", "Folder holding the four IDX .gz files of --dataset=mnist or fashion_mnist (or a "
+        "<dataset>/ sub-folder with them); when given, no other place is searched. Empty: "
+        "look in $VAE_TF_DATA_DIR/<dataset>/, then the Debian package's folder, then ask "
         "tensorflow-datasets.")
+    image_size: list = _field(
+        [], "Resize every image to HEIGHT,WIDTH (or SIZE for square images) on load; needed "
+        "when a folder's images differ in size. Empty: keep the images' own size.",
+        identity=True)
+    test_fraction: float = _field(
+        0.1, "Share of a folder's images (or of a tensorflow-datasets set without a test "
+        "split) held out as the test split, chosen with --seed, when there is no test/ "
+        "sub-folder.", identity=True)
+    memory_budget_mb: int = _field(
+        0, "A data set whose images take more than this many MB streams from disk through "
+        "tf.data instead of being held in memory. 0: a quarter of this machine's memory.")
     model_dir: str = _field(
         "", "Folder for checkpoints, TensorBoard logs, metrics.csv and flags.txt. Empty: "
         "runs/<dataset>-<arch>-<likelihood>-z<z_dim>. Rerunning into the same folder resumes.")
@@ -170,7 +186,8 @@ class Config:
         """The model directory, derived from the configuration when not given."""
         if self.model_dir:
             return self.model_dir
-        name = f"{self.dataset}-{self.arch}-{self.likelihood}-z{self.z_dim}"
+        dataset = os.path.splitext(os.path.basename(os.path.normpath(self.dataset)))[0]
+        name = f"{dataset.replace('/', '_')}-{self.arch}-{self.likelihood}-z{self.z_dim}"
         if self.conditional:
             name += "-conditional"
         return os.path.join("runs", name)
@@ -238,6 +255,14 @@ class Config:
                  self.checkpoint_every_steps, "must be 0 (every 10 minutes) or more")
         _require(self.keep_checkpoints >= 1, "keep_checkpoints", self.keep_checkpoints,
                  "must be at least 1")
+        _require(0 < self.test_fraction < 1, "test_fraction", self.test_fraction,
+                 "must be between 0 and 1")
+        _require(self.memory_budget_mb >= 0, "memory_budget_mb", self.memory_budget_mb,
+                 "must be 0 (a quarter of the memory) or more")
+        _require(len(self.image_size) <= 2 and all(v >= 1 for v in self.image_size),
+                 "image_size", ",".join(map(str, self.image_size)),
+                 "must be HEIGHT,WIDTH or SIZE, in pixels")
+        _require(bool(self.dataset), "dataset", self.dataset, "must name a data set")
         _require(self.conv_kernel_size >= 1, "conv_kernel_size", self.conv_kernel_size,
                  "must be at least 1")
         for name in ("encoder_layers", "decoder_layers", "classifier_layers", "conv_filters",

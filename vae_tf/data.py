@@ -1,29 +1,39 @@
-"""MNIST and Fashion-MNIST: finding the IDX files, reading them safely, feeding tf.data.
+"""The data sets of a run: finding them, reading them safely, feeding tf.data.
 
-The loader prefers local files so that vae_tf works offline. It looks in
-`--data_dir` when one is given (and only there), otherwise in
-`$VAE_TF_DATA_DIR/<dataset>/`, in the folder of the Debian package
-`dataset-fashion-mnist` and in Keras' download cache; only when none holds the
-files does it ask tensorflow-datasets, which downloads when its URLs answer
-(`vae_tf.downloads`) and otherwise fails at once with a message listing every
-place that was searched.
+`--dataset` names one of four kinds of data:
 
-Images stay in memory as uint8 ([N, 28, 28]); the pipelines shuffle and batch
-them as uint8 [B, 28, 28, 1] with their labels, a quarter of float32's bytes, and
-the model's compiled step converts them with `as_float_images`.
+- `mnist` or `fashion_mnist`. The loader prefers local IDX files so that
+  vae_tf works offline. It looks in `--data_dir` when one is given (and only
+  there), otherwise in `$VAE_TF_DATA_DIR/<dataset>/`, in the folder of the
+  Debian package `dataset-fashion-mnist` and in Keras' download cache; only
+  when none holds the files does it ask tensorflow-datasets.
+- any other image data set of tensorflow-datasets (`kmnist`, `emnist/digits`,
+  `cifar10`...), which tfds downloads when its URLs answer (`vae_tf.downloads`);
+  without a network it fails at once with a message listing every place searched.
+- a folder of images, or an `.npz` of arrays (`vae_tf.image_files`).
+
+Every split is uint8 [N, H, W, C], C = 1 or 3, with int32 labels (all 0 for an
+unlabelled set, which has no class names). A data set larger than the memory
+budget (`--memory_budget_mb`) streams from disk: its splits hold an
+`image_files.ImageFiles` or a memory-mapped array instead of the images, and
+the pipelines read each batch when it is needed. The pipelines batch uint8
+images, a quarter of float32's bytes; the model's compiled step converts them
+with `as_float_images`.
 """
 
 import dataclasses
 import gzip
 import os
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-from vae_tf import downloads
-from vae_tf.errors import DataError
+from vae_tf import downloads, image_files, log
+from vae_tf.errors import ConfigError, DataError
 
-IMAGE_SHAPE = (28, 28, 1)
+# The shape of MNIST and Fashion-MNIST, and of runs recorded before vae_tf read other data.
+MNIST_IMAGE_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
@@ -49,17 +59,45 @@ TFDS_DATA_DIR = None
 
 @dataclasses.dataclass(frozen=True)
 class Split:
-    """One split of a data set held in memory."""
+    """One split of a data set: its images (in memory, or read on demand) and labels."""
 
-    images: np.ndarray  # [N, 28, 28] uint8
-    labels: np.ndarray  # [N] int32 in [0, 10)
+    images: Any  # [N, H, W, C] uint8: an ndarray, or streamed (ImageFiles, np.memmap)
+    labels: np.ndarray  # [N] int32 in [0, num_classes); all 0 for an unlabelled set
 
     def __len__(self) -> int:
         return len(self.labels)
 
+    @property
+    def streamed(self) -> bool:
+        """Whether the images are read from disk when used rather than held in memory."""
+        return isinstance(self.images, (image_files.ImageFiles, np.memmap))
+
+    @property
+    def image_shape(self) -> tuple:
+        return tuple(int(size) for size in self.images.shape[1:])
+
     def float_images(self, count=None) -> np.ndarray:
-        """The first `count` images (all by default) as [N, 28, 28, 1] float32 in [0, 1]."""
-        return self.images[:count, ..., np.newaxis].astype(np.float32) / 255.0
+        """The first `count` images (all by default) as [N, H, W, C] float32 in [0, 1]."""
+        return np.asarray(self.images[:count]).astype(np.float32) / 255.0
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+    """What a model needs to know of its data: the image shape and the class names."""
+
+    image_shape: tuple  # (H, W, C)
+    class_names: tuple  # () for an unlabelled data set
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def to_dict(self) -> dict:
+        return {"image_shape": list(self.image_shape), "class_names": list(self.class_names)}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "DataSpec":
+        return cls(tuple(values["image_shape"]), tuple(values["class_names"]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,8 +107,29 @@ class Dataset:
     name: str
     train: Split
     test: Split
-    class_names: tuple
+    class_names: tuple  # () for an unlabelled data set
     source: str
+
+    @property
+    def image_shape(self) -> tuple:
+        return self.train.image_shape
+
+    @property
+    def labelled(self) -> bool:
+        return bool(self.class_names)
+
+    @property
+    def spec(self) -> DataSpec:
+        return DataSpec(self.image_shape, tuple(self.class_names))
+
+    @property
+    def streamed(self) -> bool:
+        return self.train.streamed or self.test.streamed
+
+
+def mnist_spec(name: str) -> DataSpec:
+    """The spec of MNIST or Fashion-MNIST, which runs recorded before data.json had."""
+    return DataSpec(MNIST_IMAGE_SHAPE, CLASS_NAMES.get(name, CLASS_NAMES["mnist"]))
 
 
 def read_idx(path: str, expected_magic: int) -> np.ndarray:
@@ -99,7 +158,7 @@ def read_idx(path: str, expected_magic: int) -> np.ndarray:
     if len(raw) < header_size:
         raise DataError(f"{path}: truncated IDX header; replace it with a fresh copy.")
     dims = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(num_dims))
-    if num_dims == 3 and dims[1:] != IMAGE_SHAPE[:2]:
+    if num_dims == 3 and dims[1:] != MNIST_IMAGE_SHAPE[:2]:
         raise DataError(f"{path}: images are {dims[1]}x{dims[2]}, expected 28x28; vae_tf "
                         f"reads MNIST-format data only.")
     expected_bytes = int(np.prod(dims))
@@ -124,7 +183,7 @@ def read_split(folder: str, split: str) -> Split:
     if len(labels) and labels.max() >= NUM_CLASSES:
         raise DataError(f"{labels_path}: label value {labels.max()} is outside 0-9; replace "
                         f"it with a fresh copy.")
-    return Split(images=images, labels=labels.astype(np.int32))
+    return Split(images=images[..., np.newaxis], labels=labels.astype(np.int32))
 
 
 def candidate_dirs(name: str, data_dir: str = "") -> list:
@@ -171,45 +230,215 @@ def find_local_dir(name: str, data_dir: str = ""):
     return None
 
 
-def _load_with_tfds(name: str, searched: list) -> Dataset:
+def _tfds_builder(name: str):
+    import tensorflow_datasets as tfds
+
+    try:
+        return tfds.builder(name, data_dir=TFDS_DATA_DIR)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise DataError(f"--dataset={name}: neither mnist, fashion_mnist, a folder, an .npz "
+                        f"file nor a tensorflow-datasets name; pass one of those (a path must "
+                        f"exist).") from None
+
+
+def _load_with_tfds(name: str, searched: list, options: "LoadOptions") -> Dataset:
     """Loads through tensorflow-datasets, downloading only when the network is up."""
     import tensorflow_datasets as tfds
 
-    builder = tfds.builder(name, data_dir=TFDS_DATA_DIR)
+    builder = _tfds_builder(name)
     if not builder.is_prepared():
         urls = downloads.download_urls(builder)
         if urls and not downloads.reachable(urls[0]):
             places = "; ".join(searched + [f"tensorflow-datasets cache {builder.data_dir}"])
             hint = ("apt-get install dataset-fashion-mnist, " if name == "fashion_mnist"
                     else "")
+            files = ("the four IDX .gz files" if name in CLASS_NAMES
+                     else "the images (one sub-folder per class)")
             raise DataError(
                 f"{name} not found and no network to download it ({urls[0]} did not answer "
                 f"within {downloads.PROBE_TIMEOUT_SECONDS:g} s; proxies are read from "
                 f"HTTP_PROXY/HTTPS_PROXY). Looked in: {places}. Fix: "
-                f"{hint}put the four IDX .gz files in a folder and pass --data_dir=FOLDER, or "
-                f"set {ENV_DATA_DIR} to a folder with a {name}/ sub-folder.")
+                f"{hint}put {files} in a folder and pass "
+                + ("--data_dir=FOLDER, or " f"set {ENV_DATA_DIR} to a folder with a {name}/ "
+                   f"sub-folder." if name in CLASS_NAMES else "--dataset=FOLDER."))
         builder.download_and_prepare()
-    splits = {}
-    for split in ("train", "test"):
+    features = builder.info.features
+    if "image" not in features:
+        raise DataError(f"--dataset={name}: the tensorflow-datasets set has no 'image' "
+                        f"feature ({', '.join(features)}); vae_tf trains on image data sets.")
+    label_feature = features["label"] if "label" in features else None
+    if label_feature is not None and not isinstance(label_feature, tfds.features.ClassLabel):
+        label_feature = None
+    class_names = CLASS_NAMES.get(name) or (tuple(label_feature.names) if label_feature
+                                            else ())
+    split_names = set(builder.info.splits)
+    if "train" not in split_names:
+        raise DataError(f"--dataset={name}: the tensorflow-datasets set has no 'train' split "
+                        f"({', '.join(sorted(split_names))}).")
+    shape = features["image"].shape
+    test_name = "test" if "test" in split_names else None
+    examples = sum(builder.info.splits[s].num_examples for s in {"train", test_name} - {None})
+    if None not in shape and examples * int(np.prod(shape)) > options.memory_budget:
+        raise DataError(
+            f"--dataset={name}: about {examples * int(np.prod(shape)) / 2**20:,.0f} MB of "
+            f"images, above --memory_budget_mb={options.memory_budget // 2**20}; "
+            f"tensorflow-datasets sets are held in memory, so raise --memory_budget_mb, or "
+            f"write the images into a folder, which streams from disk.")
+
+    def read(split):
         arrays = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
-        splits[split] = Split(images=arrays["image"][..., 0].astype(np.uint8),
-                              labels=arrays["label"].astype(np.int32))
-    return Dataset(name, splits["train"], splits["test"], CLASS_NAMES[name],
+        images = np.asarray(arrays["image"])
+        if images.ndim == 3:
+            images = images[..., np.newaxis]
+        labels = (arrays["label"].astype(np.int32) if label_feature is not None
+                  else np.zeros(len(images), np.int32))
+        return images, labels
+
+    train_images, train_labels = read("train")
+    if test_name:
+        test_images, test_labels = read(test_name)
+        train, test = Split(train_images, train_labels), Split(test_images, test_labels)
+    else:
+        train, test = _split_off_test(Split(train_images, train_labels), options, name)
+    train, test = (_fitted(split, options.image_size, name) for split in (train, test))
+    return Dataset(name, train, test, class_names,
                    source=f"tensorflow-datasets ({builder.data_dir})")
 
 
-def load_dataset(name: str, data_dir: str = "") -> Dataset:
-    """Loads both splits of `name` from local IDX files, or else tensorflow-datasets."""
+@dataclasses.dataclass(frozen=True)
+class LoadOptions:
+    """How images are read: resized to `image_size`, split off, and held or streamed."""
+
+    image_size: Any = None  # (height, width), or None to keep the images' own size
+    test_fraction: float = 0.1  # of a data set without a test split, chosen with `seed`
+    seed: int = 0
+    memory_budget: int = 0  # bytes; a data set above it streams from disk (0: a quarter of RAM)
+
+    def __post_init__(self):
+        if not self.memory_budget:
+            object.__setattr__(self, "memory_budget", default_memory_budget())
+
+
+def default_memory_budget() -> int:
+    """A quarter of this machine's physical memory, in bytes."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+
+
+def _split_off_test(whole: Split, options: LoadOptions, where: str):
+    """A seeded random --test_fraction of an in-memory split as the test split."""
+    indices = image_files.split_off_test(
+        image_files.FileSplit(tuple(range(len(whole))), whole.labels), options.test_fraction,
+        options.seed, where)
+    return tuple(Split(whole.images[list(part.paths)], part.labels) for part in indices)
+
+
+def _fitted(split: Split, image_size, where: str) -> Split:
+    """The split with its in-memory images resized to `image_size` (height, width) if given."""
+    if image_size is None or split.image_shape[:2] == tuple(image_size):
+        return split
+    if split.streamed:
+        raise DataError(f"{where}: --image_size cannot resize a streamed array; resize the "
+                        f"images before saving them, or raise --memory_budget_mb.")
+    from PIL import Image
+
+    height, width = image_size
+    mode = "L" if split.image_shape[-1] == 1 else "RGB"
+    resized = np.stack([np.asarray(Image.fromarray(image.squeeze(-1) if mode == "L" else image,
+                                                   mode).resize((width, height),
+                                                                Image.BILINEAR))
+                        for image in split.images])
+    return Split(resized.reshape((len(split), height, width, split.image_shape[-1])),
+                 split.labels)
+
+
+def _load_folder(folder: str, options: LoadOptions) -> Dataset:
+    splits, class_names, test_from = image_files.list_folder(folder, options.test_fraction,
+                                                             options.seed)
+    paths = splits["train"].paths + splits["test"].paths
+    shape = image_files.survey(paths, options.image_size)
+    streamed = len(paths) * int(np.prod(shape)) > options.memory_budget
+    if streamed:
+        log.info(f"{folder}: {len(paths):,} images of {shape[0]}x{shape[1]}x{shape[2]} are "
+                 f"{len(paths) * int(np.prod(shape)) / 2**20:,.0f} MB, above "
+                 f"--memory_budget_mb={options.memory_budget // 2**20}: streaming them from "
+                 f"disk.")
+
+    def split_of(files):
+        images = (image_files.ImageFiles(files.paths, shape) if streamed
+                  else image_files.read_images(files.paths, shape))
+        return Split(images, files.labels)
+
+    return Dataset(folder, split_of(splits["train"]), split_of(splits["test"]), class_names,
+                   source=f"{folder} (test split: {test_from})")
+
+
+def _load_npz(path: str, options: LoadOptions) -> Dataset:
+    x_train, y_train, x_test, y_test, class_names = image_files.read_npz(
+        path, options.memory_budget)
+    train = Split(x_train, y_train if y_train is not None else np.zeros(len(x_train), np.int32))
+    test = Split(x_test, y_test if y_test is not None else np.zeros(len(x_test), np.int32))
+    train, test = (_fitted(split, options.image_size, path) for split in (train, test))
+    if train.image_shape != test.image_shape:
+        raise DataError(f"{path}: x_train holds {'x'.join(map(str, train.image_shape))} "
+                        f"images but x_test {'x'.join(map(str, test.image_shape))}; pass "
+                        f"--image_size=HEIGHT,WIDTH to resize both, or store one shape.")
+    if train.streamed:
+        log.info(f"{path}: x_train is above --memory_budget_mb="
+                 f"{options.memory_budget // 2**20}: streaming it from disk.")
+    return Dataset(path, train, test, class_names, source=path)
+
+
+def _looks_like_path(name: str) -> bool:
+    return (name.endswith(".npz") or name.startswith((os.sep, ".", "~"))
+            or os.path.exists(name))
+
+
+def load_dataset(name: str, data_dir: str = "", options: LoadOptions = None) -> Dataset:
+    """Loads both splits of `--dataset=name`: IDX files, a folder, an .npz, or tfds."""
+    options = options or LoadOptions()
+    if name not in CLASS_NAMES and _looks_like_path(name):
+        path = os.path.expanduser(name)
+        if os.path.isdir(path):
+            return _load_folder(path, options)
+        if path.endswith(".npz") or os.path.isfile(path):
+            if not path.endswith(".npz"):
+                raise DataError(f"--dataset={name} is a file but not an .npz; pass a folder "
+                                f"of images or an .npz with x_train and x_test.")
+            return _load_npz(path, options)
+        raise DataError(f"--dataset={name}: no such folder or file; check the path.")
     if name not in CLASS_NAMES:
-        raise DataError(f"--dataset={name} is not one of {', '.join(CLASS_NAMES)}.")
+        return _load_with_tfds(name, [], options)
     folder = find_local_dir(name, data_dir)
     if folder is None:
         searched = candidate_dirs(name, data_dir)
         if not os.environ.get(ENV_DATA_DIR):
             searched.insert(0, f"${ENV_DATA_DIR} (not set)")
-        return _load_with_tfds(name, searched)
-    return Dataset(name, read_split(folder, "train"), read_split(folder, "test"),
-                   CLASS_NAMES[name], source=folder)
+        return _load_with_tfds(name, searched, options)
+    train, test = read_split(folder, "train"), read_split(folder, "test")
+    return Dataset(name, _fitted(train, options.image_size, name),
+                   _fitted(test, options.image_size, name), CLASS_NAMES[name], source=folder)
+
+
+def load_for(config, data_dir: str = "") -> Dataset:
+    """The data set of a run's configuration (`data_dir` overrides its --data_dir)."""
+    return load_dataset(config.dataset, data_dir or config.data_dir, options_of(config))
+
+
+def options_of(config) -> LoadOptions:
+    return LoadOptions(image_files.image_size(config.image_size), config.test_fraction,
+                       config.seed, config.memory_budget_mb * 2**20)
+
+
+def check_config(config, dataset: Dataset) -> None:
+    """Raises ConfigError for settings that this data set cannot support."""
+    if config.conditional and not dataset.labelled:
+        raise ConfigError(f"--classifier_weight={config.classifier_weight:g} needs labels, but "
+                          f"{config.dataset} has none (a flat folder, or an .npz without "
+                          f"y_train); use --classifier_weight=0, or give the images labels.")
+    if config.binarize == "static" and dataset.train.streamed:
+        raise ConfigError("--binarize=static needs the training images in memory, but "
+                          f"{config.dataset} streams from disk; use --binarize=dynamic, or "
+                          f"raise --memory_budget_mb.")
 
 
 # --binarize: keep grey values, draw binary pixels afresh per batch, or once per run.
@@ -222,7 +451,8 @@ TEST_BINARIZATION_SEED = 20160901
 def binarize_split(split: Split, seed: int) -> Split:
     """The split with each pixel drawn once as Bernoulli(grey value): values 0 or 255."""
     rng = np.random.default_rng(seed)
-    binary = rng.uniform(size=split.images.shape) < split.images / 255.0
+    images = np.asarray(split.images[:])
+    binary = rng.uniform(size=images.shape) < images / 255.0
     return Split(images=(binary * 255).astype(np.uint8), labels=split.labels)
 
 
@@ -238,26 +468,42 @@ def as_float_images(images):
     return images
 
 
-def _add_channel(images, labels):
-    return images[..., tf.newaxis], labels  # [B, 28, 28] -> [B, 28, 28, 1]
+def _reader(split: Split):
+    """A function of int64 indices [B] -> uint8 images [B, H, W, C] of the split.
+
+    In memory it gathers from a constant; streamed, it reads the images from
+    disk (Pillow for files, the page cache for a memory-mapped array) when the
+    batch is made.
+    """
+    if not split.streamed:
+        images = tf.constant(split.images)
+        return lambda idx: tf.gather(images, idx)
+    source = split.images
+
+    def read(idx):
+        batch = tf.numpy_function(lambda i: np.asarray(source[i]), [idx], tf.uint8,
+                                  stateful=False)
+        return tf.ensure_shape(batch, [None, *split.image_shape])
+    return read
 
 
 def train_pipeline(split: Split, batch_size: int, seed: int, start_batch: int = 0,
                    binarize: str = "none"):
-    """An endless stream of shuffled training batches: uint8 [B, 28, 28, 1] images, labels.
+    """An endless stream of shuffled training batches: uint8 [B, H, W, C] images, labels.
 
     Pass p over the data is shuffled with the stateless seed (seed, p), so the
     batch at any position of the stream depends only on the seed and that
     position: a run resumed at batch `start_batch` sees exactly the batches an
-    uninterrupted run would have seen. `binarize="static"` binarises the split
-    once; `"dynamic"` draws binary pixels afresh for every batch, seeded by the
-    batch's position in the stream.
+    uninterrupted run would have seen, whether the split is in memory or
+    streamed from disk (which reads the same images in the same order).
+    `binarize="static"` binarises the split once; `"dynamic"` draws binary
+    pixels afresh for every batch, seeded by the batch's position in the stream.
     """
     if binarize == "static":
         split = binarize_split(split, seed)
     num_examples = len(split)
     batches_per_pass = -(-num_examples // batch_size)
-    images = tf.constant(split.images)
+    read = _reader(split)
     labels = tf.constant(split.labels)
 
     full_batches = num_examples // batch_size
@@ -276,7 +522,7 @@ def train_pipeline(split: Split, batch_size: int, seed: int, start_batch: int = 
         return batches
 
     def batch(position, idx):
-        batch_images, batch_labels = _add_channel(tf.gather(images, idx), tf.gather(labels, idx))
+        batch_images, batch_labels = read(idx), tf.gather(labels, idx)
         if binarize == "dynamic":
             noise = tf.random.stateless_uniform(
                 tf.shape(batch_images), seed=tf.stack([tf.constant(seed + 1, tf.int64),
@@ -296,10 +542,16 @@ def train_pipeline(split: Split, batch_size: int, seed: int, start_batch: int = 
 
 
 def eval_pipeline(split: Split, batch_size: int):
-    """The split once, in order, in batches of uint8 [B, 28, 28, 1] images and labels."""
+    """The split once, in order, in batches of uint8 [B, H, W, C] images and labels."""
+    if split.streamed:
+        read, labels = _reader(split), tf.constant(split.labels)
+        return (tf.data.Dataset.range(len(split)).batch(batch_size)
+                .map(lambda idx: (read(idx), tf.gather(labels, idx)),
+                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+                .prefetch(tf.data.AUTOTUNE)
+                .with_options(_shard_by_data()))
     return (tf.data.Dataset.from_tensor_slices((split.images, split.labels))
             .batch(batch_size)
-            .map(_add_channel, num_parallel_calls=tf.data.AUTOTUNE)
             .prefetch(tf.data.AUTOTUNE)
             .with_options(_shard_by_data()))
 

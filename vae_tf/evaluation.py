@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vae_tf import checkpoints, data, inspection, losses, run_dir
+from vae_tf import checkpoints, data, inspection, log, losses, run_dir
 from vae_tf.files import write_text_atomically
 from vae_tf.models import reparameterize
 
@@ -75,7 +75,10 @@ def model_functions(model, config):
 def evaluate_model(model, config, images: np.ndarray, labels: np.ndarray, num_samples: int,
                    batch_size: int = 100, chunk_size: int = 500, seed: int = 0,
                    progress: bool = True) -> dict:
-    """The test ELBO and IWAE bound of `images` [N, 28, 28, 1] float32 in [0, 1]."""
+    """The test ELBO and IWAE bound of `images` [N, H, W, C] float32 in [0, 1].
+
+    Bits per dimension divide the negative log-likelihood by H*W*C*log(2).
+    """
     encode_fn, log_likelihood_fn = model_functions(model, config)
     estimate = tf.function(lambda x, s: importance_weighted_log_likelihood(
         encode_fn, log_likelihood_fn, x, num_samples, chunk_size, s))
@@ -132,7 +135,7 @@ def evaluate_run(model_dir: str, num_examples: int = 0, num_samples: int = 5000,
     classifier trained apart from the VAE (trained once per data set, then cached).
     """
     config, state = checkpoints.restore_trained(model_dir)
-    dataset = data.load_dataset(config.dataset, data_dir or config.data_dir)
+    dataset = data.load_for(config, data_dir)
     test = data.prepare_test_split(dataset.test, config.binarize)
     count = num_examples or len(test)
     images = test.float_images(count)
@@ -140,13 +143,16 @@ def evaluate_run(model_dir: str, num_examples: int = 0, num_samples: int = 5000,
                             batch_size, chunk_size, config.seed, progress)
     result.update(epoch=state.completed_epochs, dataset=config.dataset,
                   decoder_std=config.decoder_std if config.likelihood == "gaussian" else None)
-    if judged:
+    if judged and not dataset.labelled:
+        log.info(f"judge: skipped, since {config.dataset} has no labels to train it on.")
+    elif judged:
         from vae_tf import judge
 
         grader = judge.load_or_train(dataset.train, dataset.test, config.dataset,
                                      len(dataset.class_names))
         result.update(judge.grade(state.model, grader, dataset.test.float_images(),
-                                  dataset.train.float_images(), seed=config.seed))
+                                  judge.floor_images(dataset.train, seed=config.seed),
+                                  seed=config.seed))
     write_text_atomically(os.path.join(model_dir, "evaluation.json"),
                           json.dumps(result, indent=2, sort_keys=True))
     writer = tf.summary.create_file_writer(

@@ -6,9 +6,9 @@ checkpoint's epoch), the layout TF Serving reads, and points the names in
 `saved_model/` loads the newest model. The signatures are
 
 - `decode` (also `serving_default`): `z` [None, z_dim] float32 (and `label`
-  [None] int32 for conditional models) -> `images` [None, 28, 28, 1], the mean
+  [None] int32 for conditional models) -> `images` [None, H, W, C], the mean
   of p(x|z) in [0, 1];
-- `encode`: `images` [None, 28, 28, 1] in [0, 1] -> `z_mean`, `z_log_var`
+- `encode`: `images` [None, H, W, C] in [0, 1] -> `z_mean`, `z_log_var`
   (a log-variance whatever the training parameterisation), and `class_probs`
   for conditional models;
 - `generate`: `num_images` int32 and `seed` int64 scalars (and `label` int32
@@ -33,21 +33,21 @@ import keras
 import tensorflow as tf
 
 import vae_tf
-from vae_tf import compat
-from vae_tf.data import CLASS_NAMES, IMAGE_SHAPE
+from vae_tf import compat, run_dir
 from vae_tf.errors import ConfigError, RunDirError
 from vae_tf.files import write_atomically
 
 EXPORT_DIR = "saved_model"
 
 
-def model_description(config) -> dict:
+def model_description(model, config, class_names) -> dict:
     """What `assets/config.json` says about an exported model."""
     return {"z_dim": config.z_dim, "arch": config.arch, "likelihood": config.likelihood,
             "decoder_std": config.decoder_std, "dataset": config.dataset,
-            "class_names": list(CLASS_NAMES[config.dataset]),
-            "conditional": config.conditional, "image_shape": list(IMAGE_SHAPE),
-            "scale": config.scale, "vae_tf_version": vae_tf.__version__}
+            "class_names": list(class_names), "num_classes": len(class_names),
+            "conditional": config.conditional, "image_shape": list(model.image_shape),
+            "channels": model.image_shape[-1], "scale": config.scale,
+            "vae_tf_version": vae_tf.__version__}
 
 
 class ServingFunctions:
@@ -57,6 +57,7 @@ class ServingFunctions:
         self.model = model
         self.z_dim = model.z_dim
         self.num_classes = model.num_classes
+        self.image_shape = model.image_shape
 
     @staticmethod
     def _after(checks, tensor):
@@ -87,8 +88,8 @@ class ServingFunctions:
 
     def encode(self, images):
         images = self._after([tf.debugging.assert_equal(
-            tf.shape(images)[1:], tf.constant(IMAGE_SHAPE),
-            message=f"images must be [batch, {', '.join(map(str, IMAGE_SHAPE))}]")], images)
+            tf.shape(images)[1:], tf.constant(self.image_shape),
+            message=f"images must be [batch, {', '.join(map(str, self.image_shape))}]")], images)
         z_mean, z_log_var = self.model.encode(images)
         outputs = {"z_mean": z_mean, "z_log_var": z_log_var}
         if self.model.conditional:
@@ -115,7 +116,7 @@ def serving_archive(model) -> keras.export.ExportArchive:
     """
     functions = ServingFunctions(model)
     z = tf.TensorSpec([None, model.z_dim], tf.float32, name="z")
-    images = tf.TensorSpec([None] + list(IMAGE_SHAPE), tf.float32, name="images")
+    images = tf.TensorSpec([None, *model.image_shape], tf.float32, name="images")
     count = tf.TensorSpec([], tf.int32, name="num_images")
     seed = tf.TensorSpec([], tf.int64, name="seed")
     archive = keras.export.ExportArchive()
@@ -140,13 +141,16 @@ def serving_archive(model) -> keras.export.ExportArchive:
 
 
 def export_model(model, config, model_dir: str, overwrite: bool = False,
-                 version: int = 0) -> str:
+                 version: int = 0, class_names=None) -> str:
     """Writes the SavedModel into `<model_dir>/saved_model/<version>`; returns that path.
 
     An existing export of the same version is replaced only with `overwrite`;
     the new one is built in a temporary folder beside it and swapped in. Then
-    `saved_model/` is pointed at the newest version.
+    `saved_model/` is pointed at the newest version. `class_names` default to
+    those recorded in the run's data.json.
     """
+    if class_names is None:
+        class_names = run_dir.load_data_spec(model_dir, config.dataset).class_names
     base = os.path.join(model_dir, EXPORT_DIR)
     os.makedirs(base, exist_ok=True)
     _keep_unversioned_export(base)
@@ -160,7 +164,7 @@ def export_model(model, config, model_dir: str, overwrite: bool = False,
         serving_archive(model).write_out(saved, verbose=False)
         os.makedirs(os.path.join(saved, "assets"), exist_ok=True)
         with open(os.path.join(saved, "assets", "config.json"), "w") as stream:
-            json.dump(model_description(config), stream, indent=2)
+            json.dump(model_description(model, config, class_names), stream, indent=2)
         if os.path.exists(target):
             os.rename(target, os.path.join(staging, "previous"))
         os.rename(saved, target)

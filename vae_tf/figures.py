@@ -18,7 +18,6 @@ import tensorflow as tf
 from PIL import Image
 
 from vae_tf import inspection, plots
-from vae_tf.data import IMAGE_SHAPE
 from vae_tf.files import write_atomically
 
 FIGURES_DIR = "figures"
@@ -26,14 +25,15 @@ HISTORY_DIR = os.path.join(FIGURES_DIR, "history")
 NUM_SAMPLES = 64
 MANIFOLD_SIZE = 20
 FRAME_DPI = 80
+SPRITE_MAX_PIXELS = 8192  # the projector's largest sprite sheet, per side
 
 
 @dataclasses.dataclass
 class FixedInputs:
     """Inputs chosen once per run so that every epoch's figures show the same things."""
 
-    examples: np.ndarray  # [N, 28, 28, 1] float32: one test image per class
-    test_images: np.ndarray  # [M, 28, 28, 1] float32: for the latent scatter
+    examples: np.ndarray  # [N, H, W, C] float32: one test image per class
+    test_images: np.ndarray  # [M, H, W, C] float32: for the latent scatter
     test_labels: np.ndarray  # [M] int
     class_names: tuple
     seed: int
@@ -42,8 +42,8 @@ class FixedInputs:
     def from_split(cls, split, class_names, seed, max_test=10000):
         images = split.float_images(max_test)
         labels = split.labels[:max_test]
-        return cls(images[inspection.one_per_class(labels)], images, labels, tuple(class_names),
-                   seed)
+        chosen = inspection.one_per_class(labels, len(class_names))
+        return cls(images[chosen], images, labels, tuple(class_names), seed)
 
 
 def epoch_arrays(model, fixed: FixedInputs) -> dict:
@@ -79,13 +79,13 @@ def _save(figure, path: str) -> str:
 
 
 def reconstructions_figure(epoch: int, originals, reconstructed):
-    """Test images [N, 28, 28] above their reconstructions [N, 28, 28]."""
+    """Test images above their reconstructions, each [N, H, W(, 3)]."""
     return plots.reconstructions(originals, reconstructed,
                                  title=f"Epoch {epoch}: test images (top) and reconstructions")
 
 
 def samples_figure(epoch: int, images):
-    """Decoded draws from the prior, [N, 28, 28]."""
+    """Decoded draws from the prior, [N, H, W(, 3)]."""
     return plots.samples(images, title=f"Epoch {epoch}: samples from the prior")
 
 
@@ -96,13 +96,13 @@ def scatter_figure(epoch: int, z_mean, labels, class_names, limits=None):
 
 
 def manifold_figure(epoch: int, images):
-    """The decoded latent plane [S, S, 28, 28] of `plots.manifold_values(MANIFOLD_SIZE)`."""
+    """The decoded latent plane [S, S, H, W(, 3)] of `plots.manifold_values(MANIFOLD_SIZE)`."""
     return plots.manifold(images, plots.manifold_values(MANIFOLD_SIZE),
                           title=f"Epoch {epoch}: decoded latent plane")
 
 
 def conditional_by_epoch_figure(rows_by_epoch: dict, class_names):
-    """{epoch: one shared z decoded as every class [C, 28, 28]}, one row per epoch."""
+    """{epoch: one shared z decoded as every class [C, H, W(, 3)]}, one row per epoch."""
     epochs = sorted(rows_by_epoch)
     return plots.conditional_grid(np.stack([rows_by_epoch[e] for e in epochs]),
                                   [f"epoch {e}" for e in epochs], class_names)
@@ -111,7 +111,7 @@ def conditional_by_epoch_figure(rows_by_epoch: dict, class_names):
 def epoch_figures(epoch: int, arrays: dict, history: dict, fixed: FixedInputs,
                   metrics: list) -> dict:
     """{file name: Figure} of the figures to write after `epoch` (1-based)."""
-    originals = fixed.examples[..., 0]
+    originals = inspection.displayable(fixed.examples)
     tag = f"epoch_{epoch:03d}"
     figures = {
         f"reconstructions_{tag}.png": reconstructions_figure(
@@ -203,13 +203,14 @@ def write_animations(model_dir: str, fixed: FixedInputs, history: dict) -> list:
 
 
 def sprite(images: np.ndarray) -> np.ndarray:
-    """[N, H, W] images in [0, 1] -> one square uint8 sprite sheet, row-major."""
+    """[N, H, W] or [N, H, W, 3] images in [0, 1] -> one square uint8 sprite sheet, row-major."""
     side = int(np.ceil(np.sqrt(len(images))))
     height, width = images.shape[1:3]
-    sheet = np.zeros((side * side, height, width), np.float32)
+    colour = images.shape[3:]
+    sheet = np.zeros((side * side, height, width) + colour, np.float32)
     sheet[:len(images)] = images
-    sheet = sheet.reshape(side, side, height, width).transpose(0, 2, 1, 3).reshape(
-        side * height, side * width)
+    sheet = sheet.reshape((side, side, height, width) + colour).swapaxes(1, 2).reshape(
+        (side * height, side * width) + colour)
     return (sheet * 255).round().astype(np.uint8)
 
 
@@ -222,11 +223,17 @@ def write_projector(folder: str, z_mean: np.ndarray, fixed: FixedInputs) -> str:
     from tensorboard.plugins import projector
 
     os.makedirs(folder, exist_ok=True)
+    # TensorBoard's projector takes sprites of at most 8192x8192 pixels, so a set of large
+    # images shows as many of its test images as fit.
+    count = min(len(z_mean), (SPRITE_MAX_PIXELS // max(fixed.test_images.shape[1:3])) ** 2)
+    z_mean = z_mean[:count]
     with open(os.path.join(folder, "metadata.tsv"), "w") as stream:
         stream.write("label\tclass\n")
-        for label in fixed.test_labels:
-            stream.write(f"{label}\t{fixed.class_names[label]}\n")
-    Image.fromarray(sprite(fixed.test_images[..., 0])).save(os.path.join(folder, "sprite.png"))
+        for label in fixed.test_labels[:count]:
+            name = fixed.class_names[label] if fixed.class_names else "unlabelled"
+            stream.write(f"{label}\t{name}\n")
+    Image.fromarray(sprite(inspection.displayable(fixed.test_images[:count]))).save(
+        os.path.join(folder, "sprite.png"))
     embedding = tf.Variable(z_mean.astype(np.float32), name="latent_means")
     # save() also writes the `checkpoint` file through which the projector finds it.
     tf.train.Checkpoint(embedding=embedding).save(os.path.join(folder, "embedding.ckpt"))
@@ -235,6 +242,6 @@ def write_projector(folder: str, z_mean: np.ndarray, fixed: FixedInputs) -> str:
     entry.tensor_name = "embedding/.ATTRIBUTES/VARIABLE_VALUE"
     entry.metadata_path = "metadata.tsv"
     entry.sprite.image_path = "sprite.png"
-    entry.sprite.single_image_dim.extend(IMAGE_SHAPE[:2])
+    entry.sprite.single_image_dim.extend(fixed.test_images.shape[1:3])
     projector.visualize_embeddings(folder, config)
     return folder

@@ -4,6 +4,9 @@ These functions run the model (reconstructions, prior samples, latent means,
 sweeps over the latent space) and return arrays for `vae_tf.plots` to draw.
 Randomness comes from explicit seeds, so the same z is decoded at every epoch
 and figures of successive epochs can be compared image by image.
+
+Images come back as `vae_tf.plots` draws them: grey images as [..., H, W]
+(their channel axis dropped), colour images as [..., H, W, 3].
 """
 
 import numpy as np
@@ -11,24 +14,34 @@ import tensorflow as tf
 
 from vae_tf.models import VAE
 
+# Examples shown per figure of an unlabelled data set, which has no classes to pick by.
+UNLABELLED_EXAMPLES = 10
+
 
 def one_per_class(labels: np.ndarray, num_classes: int = 10) -> np.ndarray:
-    """Indices of the first example of each class present, in class order."""
+    """Indices of the first example of each class present, in class order.
+
+    Without classes (an unlabelled data set) the first UNLABELLED_EXAMPLES examples.
+    """
+    if not num_classes:
+        return np.arange(min(UNLABELLED_EXAMPLES, len(labels)))
     return np.array([np.flatnonzero(labels == k)[0] for k in range(num_classes)
                      if np.any(labels == k)])
 
 
-def _squeeze(images) -> np.ndarray:
-    return np.asarray(images)[..., 0]  # [N, 28, 28, 1] -> [N, 28, 28]
+def displayable(images) -> np.ndarray:
+    """[..., H, W, C] images as plots draw them: grey ones without their channel axis."""
+    images = np.asarray(images)
+    return images[..., 0] if images.shape[-1] == 1 else images
 
 
 def reconstructions(model: VAE, images: np.ndarray) -> np.ndarray:
-    """Decoded latent means of [N, 28, 28, 1] images -> [N, 28, 28]."""
-    return _squeeze(model.reconstruct(tf.constant(images, tf.float32)))
+    """Decoded latent means of [N, H, W, C] images -> [N, H, W(, 3)]."""
+    return displayable(model.reconstruct(tf.constant(images, tf.float32)))
 
 
 def encode(model: VAE, images: np.ndarray, batch_size: int = 1000):
-    """(z_mean, z_log_var), each [N, z_dim], of [N, 28, 28, 1] images, in batches."""
+    """(z_mean, z_log_var), each [N, z_dim], of [N, H, W, C] images, in batches."""
     means, log_vars = [], []
     for start in range(0, len(images), batch_size):
         batch = tf.constant(images[start:start + batch_size], tf.float32)
@@ -43,27 +56,31 @@ def prior_z(num: int, z_dim: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((num, z_dim)).astype(np.float32)
 
 
-def decode(model: VAE, z: np.ndarray, labels=None) -> np.ndarray:
-    """Decoder means of [N, z_dim] latents -> [N, 28, 28]; labels for conditional models."""
+def decode(model: VAE, z: np.ndarray, labels=None, channels: bool = False) -> np.ndarray:
+    """Decoder means of [N, z_dim] latents -> [N, H, W(, 3)]; labels for conditional models.
+
+    With `channels`, every image keeps its channel axis: [N, H, W, C].
+    """
     if model.conditional and labels is None:
         labels = np.arange(len(z)) % model.num_classes
     labels = None if labels is None else tf.constant(labels, tf.int32)
-    return _squeeze(model.decode(tf.constant(z, tf.float32), labels))
+    images = model.decode(tf.constant(z, tf.float32), labels).numpy()
+    return images if channels else displayable(images)
 
 
 def prior_samples(model: VAE, num: int, seed: int) -> np.ndarray:
-    """Decoded samples from the prior -> [num, 28, 28] (classes cycle if conditional)."""
+    """Decoded samples from the prior -> [num, H, W(, 3)] (classes cycle if conditional)."""
     return decode(model, prior_z(num, model.z_dim, seed))
 
 
 def conditional_row(model: VAE, seed: int) -> np.ndarray:
-    """One shared prior z decoded as every class -> [num_classes, 28, 28]."""
+    """One shared prior z decoded as every class -> [num_classes, H, W(, 3)]."""
     z = np.repeat(prior_z(1, model.z_dim, seed), model.num_classes, axis=0)
     return decode(model, z, np.arange(model.num_classes))
 
 
 def manifold(model: VAE, values: np.ndarray, label: int = 0) -> np.ndarray:
-    """Decodings of the grid z = (values[c], values[-1 - r]) -> [S, S, 28, 28].
+    """Decodings of the grid z = (values[c], values[-1 - r]) -> [S, S, H, W(, 3)].
 
     Needs z_dim = 2; a conditional model decodes every point as class `label`.
     """
@@ -77,7 +94,7 @@ def manifold(model: VAE, values: np.ndarray, label: int = 0) -> np.ndarray:
 
 
 def traversal(model: VAE, z_base: np.ndarray, values: np.ndarray, label: int = 0) -> np.ndarray:
-    """Row d sweeps dimension d of z_base over `values`, the rest fixed -> [Z, S, 28, 28]."""
+    """Row d sweeps dimension d of z_base over `values`, the rest fixed -> [Z, S, H, W(, 3)]."""
     z_dim, steps = len(z_base), len(values)
     z = np.repeat(z_base[np.newaxis].astype(np.float32), z_dim * steps, axis=0)
     for d in range(z_dim):
@@ -88,7 +105,7 @@ def traversal(model: VAE, z_base: np.ndarray, values: np.ndarray, label: int = 0
 
 def interpolation(model: VAE, image_a: np.ndarray, image_b: np.ndarray, steps: int = 10,
                   label: int = 0) -> np.ndarray:
-    """Decodings along the line between the latent means of two images -> [S, 28, 28]."""
+    """Decodings along the line between the latent means of two images -> [S, H, W(, 3)]."""
     z_mean, _ = encode(model, np.stack([image_a, image_b]))
     weights = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, np.newaxis]
     z = (1.0 - weights) * z_mean[0] + weights * z_mean[1]

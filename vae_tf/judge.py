@@ -26,7 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vae_tf import log
+from vae_tf import image_files, log
 from vae_tf.data import Split
 from vae_tf.files import write_text_atomically
 
@@ -34,6 +34,8 @@ CACHE_ENV = "VAE_TF_CACHE_DIR"
 FEATURES = 128  # width of the penultimate layer, the features of the Fréchet distance
 EPOCHS = 4
 BATCH_SIZE = 128
+# A streamed training split trains the judge on its first images, at most this many.
+MAX_STREAMED_TRAIN = 60000
 
 
 def cache_dir() -> str:
@@ -45,11 +47,27 @@ def cache_dir() -> str:
 
 
 def fingerprint(split: Split) -> str:
-    """A short hash of a split's images and labels: a judge is valid for exactly this data."""
+    """A short hash of a split's images and labels: a judge is valid for exactly this data.
+
+    A split streamed from files is hashed by their paths, sizes and modification
+    times, which a changed image changes, rather than by reading every image.
+    """
     digest = hashlib.sha256()
-    digest.update(np.ascontiguousarray(split.images).tobytes())
+    if isinstance(split.images, image_files.ImageFiles):
+        for path in split.images.paths:
+            status = os.stat(path)
+            digest.update(f"{path}\0{status.st_size}\0{status.st_mtime_ns}\0".encode())
+    else:
+        digest.update(np.ascontiguousarray(split.images).tobytes())
     digest.update(np.ascontiguousarray(split.labels).tobytes())
     return digest.hexdigest()[:16]
+
+
+def floor_images(train: Split, seed: int = 0, num_samples: int = 10000) -> np.ndarray:
+    """Up to `num_samples` training images, drawn at random (a split may be stored in class
+    order), as float [N, H, W, C]: what the Fréchet distance's floor compares."""
+    chosen = np.random.default_rng(seed).permutation(len(train))[:num_samples]
+    return np.asarray(train.images[chosen]).astype(np.float32) / 255.0
 
 
 def build_classifier(image_shape, num_classes: int, seed: int) -> keras.Model:
@@ -114,10 +132,11 @@ def load_or_train(train: Split, test: Split, dataset_name: str, num_classes: int
     trainer = keras.Model(model.inputs, logits)
     trainer.compile(optimizer=keras.optimizers.Adam(1e-3),
                     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    images = train.float_images()
+    count = min(len(train), MAX_STREAMED_TRAIN) if train.streamed else len(train)
+    images = train.float_images(count)
     order = np.random.default_rng(seed).permutation(len(images))
-    trainer.fit(images[order], train.labels[order], batch_size=BATCH_SIZE, epochs=epochs,
-                shuffle=False, verbose=0)
+    trainer.fit(images[order], train.labels[:count][order], batch_size=BATCH_SIZE,
+                epochs=epochs, shuffle=False, verbose=0)
     judge = Judge(model, 0.0, folder)
     judge.test_accuracy = float(np.mean(judge.predict(test.float_images()) == test.labels))
     os.makedirs(folder, exist_ok=True)
@@ -153,25 +172,23 @@ def grade(model, judge: Judge, test_images: np.ndarray, train_images: np.ndarray
     """The judge's grades of a VAE's samples from the prior.
 
     `test_images` and `train_images` are float [N, H, W, C] in [0, 1]; the
-    floor compares up to `num_samples` training images, drawn at random since a
-    split may be stored in class order, with the test images.
+    floor compares the training images (as `floor_images` draws them) with the
+    test images.
     """
     from vae_tf import inspection
 
-    generated = inspection.decode(model, inspection.prior_z(num_samples, model.z_dim, seed))
+    generated = inspection.decode(model, inspection.prior_z(num_samples, model.z_dim, seed),
+                                  channels=True)
     test_features = judge.features(test_images)
     result = {
         "judge_test_accuracy": judge.test_accuracy,
-        "frechet_distance": frechet_distance(judge.features(generated[..., np.newaxis]),
-                                             test_features),
-        "frechet_distance_train_floor": frechet_distance(judge.features(train_images[
-            np.random.default_rng(seed).permutation(len(train_images))[:num_samples]]),
-            test_features),
+        "frechet_distance": frechet_distance(judge.features(generated), test_features),
+        "frechet_distance_train_floor": frechet_distance(judge.features(train_images),
+                                                         test_features),
     }
     if model.conditional:
         classes = np.repeat(np.arange(model.num_classes), per_class)
         images = inspection.decode(model, inspection.prior_z(len(classes), model.z_dim,
-                                                             seed + 1), classes)
-        result["judged_class_agreement"] = float(np.mean(
-            judge.predict(images[..., np.newaxis]) == classes))
+                                                             seed + 1), classes, channels=True)
+        result["judged_class_agreement"] = float(np.mean(judge.predict(images) == classes))
     return result

@@ -7,19 +7,23 @@ z = z_mean + exp(z_log_var / 2) * eps, eps ~ N(0, I) (Kingma and Welling, 2014,
 arXiv:1312.6114). The VAE minimises the negative ELBO of `vae_tf.losses`.
 
 Two architectures reproduce the tutorials: `mlp` (dense layers) and `conv`
-(three Conv2D with leaky ReLU and dropout; a decoder of Dense(24) -> Dense(49) ->
-7x7x1 -> three Conv2DTranspose -> Dense(784)). With an auxiliary classifier the
+(three Conv2D with leaky ReLU and dropout; at 28x28x1 a decoder of Dense(24) ->
+Dense(49) -> 7x7x1 -> three Conv2DTranspose -> Dense(784), as the tutorial had;
+at any other image shape the transposed convs end in one of one filter per
+channel, from a seed grid sized by the decoder's strides). Both take images of
+any height, width and channel count. With an auxiliary classifier the
 model is conditional: the classifier's softmax is concatenated to z before
 decoding, and generating class k feeds the one-hot vector of k instead.
 """
 
+import math
 from typing import NamedTuple, Optional
 
 import keras
 import tensorflow as tf
 
 from vae_tf import compat, losses
-from vae_tf.data import IMAGE_SHAPE, as_float_images
+from vae_tf.data import MNIST_IMAGE_SHAPE, as_float_images
 
 SOFTPLUS_MIN_STD = 1e-6  # keeps log(std) finite when softplus underflows
 # Keras dtype policies of --mixed_precision.
@@ -36,7 +40,7 @@ class VAEOutputs(NamedTuple):
     z_mean: tf.Tensor  # [B, Z] float32
     z_log_var: tf.Tensor  # [B, Z] float32, whatever the scale parameterisation
     z: tf.Tensor  # [B, Z] one reparameterised sample
-    logits: tf.Tensor  # [B, 28, 28, 1] logits of p(x|z)
+    logits: tf.Tensor  # [B, H, W, C] logits of p(x|z)
     class_logits: Optional[tf.Tensor]  # [B, C] for conditional models, else None
 
 
@@ -106,7 +110,7 @@ def conv_layers(layer_class, filters, kernel_size, strides, activation, dropout,
 
 
 class Encoder(keras.Model):
-    """images [B, 28, 28, 1] -> (z_mean, z_log_var), each [B, z_dim] float32.
+    """images [B, H, W, C] -> (z_mean, z_log_var), each [B, z_dim] float32.
 
     `body` is the list of layers before the two dense heads (see `mlp_encoder`
     and `conv_encoder`); `scale` names how the scale head becomes a log-variance.
@@ -137,24 +141,32 @@ class Encoder(keras.Model):
 class Decoder(keras.Model):
     """z [B, z_dim (+ classes)] -> logits of p(x|z) [B, *image_shape].
 
-    `body` is the list of layers before the dense output layer of one logit per
-    pixel (see `mlp_decoder` and `conv_decoder`).
+    `body` is the list of layers before the output layer (see `mlp_decoder` and
+    `conv_decoder`). The output layer is a Dense layer of one logit per pixel
+    and channel, or with `output_layer` given (a conv layer of one filter per
+    channel), that layer, its map cropped to the image's height and width.
     """
 
-    def __init__(self, body: list, image_shape=IMAGE_SHAPE, **kwargs):
+    def __init__(self, body: list, image_shape, output_layer=None, **kwargs):
         super().__init__(**kwargs)
         self.body = body
-        num_pixels = 1
-        for size in image_shape:
-            num_pixels *= size
-        self.output_layer = keras.layers.Dense(num_pixels, dtype="float32", name="logits")
-        self.reshape = keras.layers.Reshape(tuple(image_shape), dtype="float32")
+        self.image_shape = tuple(image_shape)
+        self.dense_output = output_layer is None
+        if self.dense_output:
+            self.output_layer = keras.layers.Dense(math.prod(image_shape), dtype="float32",
+                                                   name="logits")
+            self.reshape = keras.layers.Reshape(self.image_shape, dtype="float32")
+        else:
+            self.output_layer = output_layer
 
     def call(self, z, training=False):
         hidden = z
         for layer in self.body:
             hidden = layer(hidden, training=training)
-        return self.reshape(self.output_layer(hidden))
+        if self.dense_output:
+            return self.reshape(self.output_layer(hidden))
+        height, width, _ = self.image_shape
+        return self.output_layer(hidden)[:, :height, :width, :]
 
 
 def mlp_encoder(z_dim: int, scale: str, hidden_units, activation: str, **kwargs) -> Encoder:
@@ -163,7 +175,7 @@ def mlp_encoder(z_dim: int, scale: str, hidden_units, activation: str, **kwargs)
                    scale, **kwargs)
 
 
-def mlp_decoder(hidden_units, activation: str, image_shape=IMAGE_SHAPE, **kwargs) -> Decoder:
+def mlp_decoder(hidden_units, activation: str, image_shape, **kwargs) -> Decoder:
     """One Dense layer of `activation` per entry of `hidden_units`."""
     return Decoder(dense_layers(hidden_units, activation), image_shape, **kwargs)
 
@@ -177,26 +189,47 @@ def conv_encoder(z_dim: int, scale: str, filters, kernel_size: int, strides,
     return Encoder(body + [keras.layers.Flatten()], z_dim, scale, **kwargs)
 
 
-def conv_decoder(dense_units: int, filters, kernel_size: int, strides,
-                 leaky_relu_slope: float, dropout: float, seed: int = 0,
-                 image_shape=IMAGE_SHAPE, **kwargs) -> Decoder:
-    """The tutorial's decoder: Dense(dense_units) -> Dense(7x7) -> 7x7x1 -> Conv2DTranspose.
+def seed_grid(image_shape, strides) -> tuple:
+    """(height, width) of the conv decoder's seed image.
 
-    The seed image is a quarter of the image's height and width, and dropout
-    follows every transposed conv but the last, as in the tutorial.
+    At 28x28x1 it is the tutorial's 7x7, whose transposed convs are flattened
+    into a dense layer of 784 logits. At any other shape it is the image size
+    divided by the product of the decoder's strides (rounded up), so that the
+    transposed convs reach at least the image size, then cropped to it.
+    """
+    if tuple(image_shape) == MNIST_IMAGE_SHAPE:
+        return 7, 7
+    upsampling = math.prod(strides)
+    return -(-image_shape[0] // upsampling), -(-image_shape[1] // upsampling)
+
+
+def conv_decoder(dense_units: int, filters, kernel_size: int, strides,
+                 leaky_relu_slope: float, dropout: float, image_shape, seed: int = 0,
+                 **kwargs) -> Decoder:
+    """The tutorial's decoder: Dense(dense_units) -> Dense(seed grid) -> Conv2DTranspose.
+
+    Dropout follows every transposed conv but the last, as in the tutorial. At
+    28x28x1 the output is the tutorial's Flatten -> Dense(784); at other shapes
+    a Conv2DTranspose with one filter per channel, which keeps the weights of
+    large and colour images in the conv kernels rather than in a dense layer of
+    H*W*C outputs per feature.
     """
     leaky = keras.layers.LeakyReLU(negative_slope=leaky_relu_slope)
-    grid = image_shape[0] // 4, image_shape[1] // 4
+    grid = seed_grid(image_shape, strides)
     body = [keras.layers.Dense(dense_units, activation=leaky),
             keras.layers.Dense(grid[0] * grid[1], activation=leaky),
             keras.layers.Reshape(grid + (1,))]
     body += conv_layers(keras.layers.Conv2DTranspose, filters, kernel_size, strides, "relu",
                         dropout, seed, dropout_after=range(len(filters) - 1))
-    return Decoder(body + [keras.layers.Flatten()], image_shape, **kwargs)
+    if tuple(image_shape) == MNIST_IMAGE_SHAPE:
+        return Decoder(body + [keras.layers.Flatten()], image_shape, **kwargs)
+    output_layer = keras.layers.Conv2DTranspose(image_shape[-1], kernel_size, padding="same",
+                                                dtype="float32", name="logits")
+    return Decoder(body, image_shape, output_layer=output_layer, **kwargs)
 
 
 class Classifier(keras.Model):
-    """images [B, 28, 28, 1] -> class logits [B, num_classes], through Dense layers."""
+    """images [B, H, W, C] -> class logits [B, num_classes], through Dense layers."""
 
     def __init__(self, hidden_units, activation: str, num_classes: int, **kwargs):
         super().__init__(**kwargs)
@@ -263,6 +296,11 @@ class VAE(compat.SkipSymbolicBuildWhenBuilt, keras.Model):
         return self.classifier is not None
 
     @property
+    def image_shape(self) -> tuple:
+        """(H, W, C) of the images the model reads and draws."""
+        return self.decoder.image_shape
+
+    @property
     def metrics(self):
         return self.trackers
 
@@ -306,7 +344,7 @@ class VAE(compat.SkipSymbolicBuildWhenBuilt, keras.Model):
         return self.encoder(images, training=False)
 
     def decode(self, z, labels=None):
-        """Mean of p(x|z) in [0, 1], [B, 28, 28, 1]; conditional models need int labels [B]."""
+        """Mean of p(x|z) in [0, 1], [B, H, W, C]; conditional models need int labels [B]."""
         if self.classifier is not None:
             if labels is None:
                 raise ValueError("a conditional model needs labels to decode")
@@ -314,7 +352,7 @@ class VAE(compat.SkipSymbolicBuildWhenBuilt, keras.Model):
         return tf.sigmoid(self.decoder(z, training=False))
 
     def reconstruct(self, images):
-        """Deterministic reconstructions: the decoded latent mean. [B, 28, 28, 1] in [0, 1]."""
+        """Deterministic reconstructions: the decoded latent mean. [B, H, W, C] in [0, 1]."""
         z_mean, _ = self.encode(images)
         condition = self.condition(images)
         decoder_input = z_mean if condition is None else tf.concat([z_mean, condition], -1)
@@ -381,7 +419,7 @@ def _conv_parts(config, image_shape):
     encoder = conv_encoder(config.z_dim, config.scale, strides=config.encoder_strides,
                            seed=config.seed + 1, name="encoder", **conv)
     decoder = conv_decoder(config.decoder_dense_units, strides=config.decoder_strides,
-                           seed=config.seed + 101, image_shape=image_shape, name="decoder",
+                           image_shape=image_shape, seed=config.seed + 101, name="decoder",
                            **conv)
     return encoder, decoder
 
@@ -390,7 +428,7 @@ def _conv_parts(config, image_shape):
 ARCHITECTURES = {"mlp": _mlp_parts, "conv": _conv_parts}
 
 
-def build_vae(config, num_classes: int, image_shape=IMAGE_SHAPE) -> VAE:
+def build_vae(config, num_classes: int, image_shape=MNIST_IMAGE_SHAPE) -> VAE:
     """The VAE that a Config describes, built (its variables created) on a dummy batch.
 
     Its layers compute in the dtype policy of --mixed_precision, which is set

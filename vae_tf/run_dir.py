@@ -14,12 +14,13 @@ import json
 import os
 import time
 
-from vae_tf import log, run_lock
+from vae_tf import data, log, run_lock
 from vae_tf.config import Config
 from vae_tf.errors import RunDirError
 from vae_tf.files import write_text_atomically
 
 CONFIG_FILE = "config.json"
+DATA_FILE = "data.json"  # the image shape and class names the model was built for
 FLAGS_FILE = "flags.txt"
 METRICS_FILE = "metrics.csv"
 TENSORBOARD_DIR = "tensorboard"
@@ -87,6 +88,40 @@ def write_config(config: Config, model_dir: str) -> None:
     lines = [f"# Resolved flags of this run; rerun it with --flagfile={model_dir}/{FLAGS_FILE}"]
     write_text_atomically(os.path.join(model_dir, FLAGS_FILE),
                       "\n".join(lines + stored.to_flag_lines()) + "\n")
+
+
+def write_data_spec(dataset, model_dir: str) -> None:
+    """Records the data set's image shape, class names and origin in data.json.
+
+    A run trained on data of another shape or other classes than the recorded
+    ones is refused: its model could not restore the checkpoints.
+    """
+    path = os.path.join(model_dir, DATA_FILE)
+    if os.path.isfile(path):
+        stored = load_data_spec(model_dir, dataset.name)
+        if stored != dataset.spec:
+            raise RunDirError(
+                f"--model_dir={model_dir} holds a model of {_spec_text(stored)} images, but "
+                f"--dataset={dataset.name} now gives {_spec_text(dataset.spec)}; choose "
+                f"another --model_dir, or pass --overwrite to move the old run aside.")
+    record = dict(dataset.spec.to_dict(), source=dataset.source,
+                  train_examples=len(dataset.train), test_examples=len(dataset.test),
+                  streamed=dataset.streamed)
+    write_text_atomically(path, json.dumps(record, indent=2) + "\n")
+
+
+def _spec_text(spec) -> str:
+    classes = f"{spec.num_classes} classes" if spec.num_classes else "no labels"
+    return f"{'x'.join(map(str, spec.image_shape))} ({classes})"
+
+
+def load_data_spec(model_dir: str, dataset_name: str):
+    """The DataSpec recorded in a run; MNIST's for runs recorded before data.json existed."""
+    path = os.path.join(model_dir, DATA_FILE)
+    if not os.path.isfile(path):
+        return data.mnist_spec(dataset_name)
+    with open(path) as stream:
+        return data.DataSpec.from_dict(json.load(stream))
 
 
 def load_config(model_dir: str) -> Config:

@@ -100,7 +100,8 @@ def train_and_evaluate(config: Config) -> TrainResult:
     distribution.configure_threads(config.intra_op_threads, config.inter_op_threads)
     strategy = distribution.make_strategy(config.strategy)  # before any other TF op
     chief = distribution.is_chief(strategy)
-    dataset = data.load_dataset(config.dataset, config.data_dir)
+    dataset = data.load_for(config)
+    data.check_config(config, dataset)
     if config.batch_size > len(dataset.train):
         raise ConfigError(f"--batch_size={config.batch_size} is larger than the "
                           f"{len(dataset.train):,} images of the {config.dataset} training "
@@ -121,6 +122,7 @@ def train_and_evaluate(config: Config) -> TrainResult:
     try:
         with files.reporting_full_disk(scratch or model_dir):
             if chief:
+                run_dir.write_data_spec(dataset, model_dir)
                 checkpoints.remove_interrupted_writes(model_dir)
             return _train(config, strategy, dataset, model_dir, scratch)
     finally:
@@ -159,7 +161,8 @@ def _train(config, strategy, dataset, model_dir: str, scratch) -> TrainResult:
     _, first_step = checkpoints.resume_position(model_dir)
     compiled = _whole_executions(config, steps_per_epoch, chief, first_step)
     with strategy.scope():
-        state = checkpoints.restore_run(compiled, model_dir, save_dir=scratch, in_epoch=True)
+        state = checkpoints.restore_run(compiled, model_dir, dataset.spec, save_dir=scratch,
+                                        in_epoch=True)
     with files.reporting_full_disk(scratch or model_dir,
                                    lambda: checkpoints.checkpoint_bytes(state), "this model"):
         return _fit_and_export(config, compiled, state, strategy, dataset, model_dir, scratch,
@@ -173,8 +176,13 @@ def _fit_and_export(config, compiled, state, strategy, dataset, model_dir, scrat
     if chief:
         run_dir.write_config(config, model_dir)
         run_dir.trim_metrics(model_dir, initial_epoch)
+        shape = "x".join(map(str, dataset.image_shape))
         log.info(f"{config.arch} VAE on {config.dataset} ({len(dataset.train):,} training and "
-                 f"{len(dataset.test):,} test images from {dataset.source}) in {model_dir}"
+                 f"{len(dataset.test):,} test images of {shape}"
+                 + (f", {dataset.spec.num_classes} classes" if dataset.labelled else
+                    ", unlabelled")
+                 + (", streamed" if dataset.streamed else "")
+                 + f", from {dataset.source}) in {model_dir}"
                  + (f" on {strategy.num_replicas_in_sync} replicas"
                     if strategy.num_replicas_in_sync > 1 else "")
                  + (f", resuming after epoch {initial_epoch}" if initial_epoch and not first_step
@@ -208,7 +216,8 @@ def _fit_and_export(config, compiled, state, strategy, dataset, model_dir, scrat
             os.path.join(model_dir, exporting.EXPORT_DIR))):
         # Every worker saves (tf.distribute needs them all); only the chief's is kept.
         path = exporting.export_model(state.model, config, scratch or model_dir, overwrite=True,
-                                      version=state.completed_epochs)
+                                      version=state.completed_epochs,
+                                      class_names=dataset.class_names)
         if chief:
             log.info(f"exported the decoder as a SavedModel to {path}")
     return TrainResult(model_dir, state.model, initial_epoch, state.completed_epochs,

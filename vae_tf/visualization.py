@@ -37,13 +37,14 @@ class LoadedRun:
 def load_run(model_dir: str, data_dir: str = "") -> LoadedRun:
     """The run's model restored from its newest checkpoint, with its data set."""
     config, state = checkpoints.restore_trained(model_dir)
-    dataset = data.load_dataset(config.dataset, data_dir or config.data_dir)
+    dataset = data.load_for(config, data_dir)
     return LoadedRun(model_dir, config, state.model, state.completed_epochs, dataset)
 
 
 def _examples(run: LoadedRun) -> np.ndarray:
-    """One test image per class, [C, 28, 28, 1] float32."""
-    return run.dataset.test.float_images()[inspection.one_per_class(run.dataset.test.labels)]
+    """One test image per class (the first few of an unlabelled set), [N, H, W, C] float32."""
+    test = run.dataset.test
+    return test.float_images()[inspection.one_per_class(test.labels, len(run.dataset.class_names))]
 
 
 def _label(run: LoadedRun, options: PlotOptions):
@@ -52,7 +53,7 @@ def _label(run: LoadedRun, options: PlotOptions):
 
 def _reconstructions(run: LoadedRun, options: PlotOptions):
     examples = _examples(run)
-    return figures.reconstructions_figure(run.epoch, examples[..., 0],
+    return figures.reconstructions_figure(run.epoch, inspection.displayable(examples),
                                           inspection.reconstructions(run.model, examples))
 
 
@@ -101,7 +102,7 @@ def _interpolation(run: LoadedRun, options: PlotOptions):
     label = _label(run, options)
     line = inspection.interpolation(run.model, examples[0], examples[1], options.steps,
                                     label if label is not None else 0)
-    names = run.dataset.class_names
+    names = run.dataset.class_names or ("test image", "another")
     return plots.interpolation(line, title=f"Epoch {run.epoch}: from a {names[0]} to a "
                                            f"{names[1]} through the latent space")
 
