@@ -220,7 +220,8 @@ def test_a_vae_builds_and_trains_from_explicit_arguments_without_a_config():
     assert np.isfinite(history.history["loss"][0])
     assert all(not np.array_equal(b, w.numpy()) for b, w in zip(before, model.trainable_weights))
     with pytest.raises(ValueError, match="unknown likelihood 'poisson'"):
-        models.VAE(models.mlp_encoder(2, "log_var", [4], "relu"), models.mlp_decoder([4], "relu"),
+        models.VAE(models.mlp_encoder(2, "log_var", [4], "relu"),
+                   models.mlp_decoder([4], "relu", (28, 28, 1)),
                    "poisson")
 
 

@@ -34,7 +34,8 @@ def test_train_command_runs_an_epoch_and_reports_where_it_wrote(tiny_data_dir, t
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--dataset=cifar10"], "error: --dataset=cifar10 is not one of mnist, fashion_mnist."),
+    (["--dataset=/no/such/images"],
+     "error: --dataset=/no/such/images: no such folder or file; check the path."),
     (["--z_dim=0"], "error: --z_dim=0 must be at least 1."),
     (["--learning_rate=-1"], "error: --learning_rate=-1.0 must be positive."),
     (["--arch=resnet"], "error: --arch=resnet is not one of mlp, conv."),

@@ -300,7 +300,9 @@ def npz_member(path: str, key: str, memory_map: bool):
         extra_length = int.from_bytes(local_header[28:30], "little")
         stream.seek(info.header_offset + 30 + name_length + extra_length)
         version = np.lib.format.read_magic(stream)
-        shape, fortran, dtype = np.lib.format._read_array_header(stream, version)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, fortran, dtype = read_header(stream)
         offset = stream.tell()
     return np.memmap(path, dtype=dtype, mode="r", shape=shape, offset=offset,
                      order="F" if fortran else "C")
