@@ -1,4 +1,4 @@
-"""The three tutorial notebooks run end to end, headless, with small parameters.
+"""The notebooks run end to end, headless, with small parameters.
 
 papermill injects the parameters after each notebook's `parameters` cell and
 fails if any cell raises. The notebooks read real data through vae_tf, so these
@@ -25,6 +25,10 @@ CASES = {
         ["fashion_mnist", "mnist"], {"EPOCHS": 1, "STEPS_PER_EPOCH": 2, "RUNS_DIR": "runs",
                                      "EVAL_EXAMPLES": 5, "IW_SAMPLES": 4},
         "runs/fashion_mnist-beta0/evaluation.json"),
+    "04_your_own_images.ipynb": (
+        ["mnist"], {"EPOCHS": 1, "STEPS_PER_EPOCH": 2, "DEMO_FOLDER": "digits", "DEMO_IMAGES": 300,
+                    "MODEL_DIR": "run", "EVAL_EXAMPLES": 5, "IW_SAMPLES": 4},
+        "run/saved_model/saved_model.pb"),
 }
 
 
@@ -47,7 +51,7 @@ def test_notebook_runs(name, tmp_path):
     datasets, parameters, artefact = CASES[name]
     for dataset in datasets:
         real_data_dir(dataset)
-    parameters = {key: str(tmp_path / value) if key.endswith("_DIR") else value
+    parameters = {key: str(tmp_path / value) if key.endswith(("_DIR", "_FOLDER")) else value
                   for key, value in parameters.items()}
     output = tmp_path / name
     papermill.execute_notebook(os.path.join(NOTEBOOKS_DIR, name), str(output),
