@@ -4,9 +4,17 @@ They run in the order `training.train_and_evaluate` lists them: the
 checkpoints (`checkpoints.StepCheckpoint`, `checkpoints.EpochCheckpoint`) come
 after everything else but `StopOnSignal`. Everything that records an epoch (TensorBoard,
 metrics.csv) runs before the checkpoint of that epoch is saved, so a run
-stopped at any moment resumes from a checkpoint whose epoch is fully recorded.
+stopped at any moment resumes from a checkpoint whose epoch is fully recorded;
+the checkpoint's own save time is then added to the epoch's row.
+
+Each per-epoch extra is timed into the epoch's row of metrics.csv:
+`eval_seconds` (the test split's evaluation), `tensorboard_seconds`,
+`figures_seconds` (what the epoch waits for: computing the figures' arrays;
+drawing them runs in a background thread while training goes on) and
+`checkpoint_seconds`.
 """
 
+import concurrent.futures
 import dataclasses
 import math
 import os
@@ -164,6 +172,12 @@ class TensorBoardScalars(keras.callbacks.Callback):
         writer.close()
 
     def on_epoch_end(self, epoch, logs=None):
+        start = time.perf_counter()
+        self._write(epoch, logs)
+        if logs is not None:
+            logs["tensorboard_seconds"] = time.perf_counter() - start
+
+    def _write(self, epoch, logs):
         with self.writers["train"].as_default():
             # convert_to_tensor reads a distributed (mirrored) variable too.
             tf.summary.scalar("learning_rate",
@@ -187,18 +201,51 @@ class TensorBoardScalars(keras.callbacks.Callback):
 
 
 class EpochTimer(keras.callbacks.Callback):
-    """Adds the wall-clock seconds of each epoch (training and test) to its logs."""
+    """Adds the wall-clock seconds of each epoch (training and test), and of its test
+    evaluation, to its logs."""
 
     def on_epoch_begin(self, epoch, logs=None):
         self.start = time.perf_counter()
+        self.eval_seconds = 0.0
+
+    def on_test_begin(self, logs=None):
+        self.test_start = time.perf_counter()
+
+    def on_test_end(self, logs=None):
+        self.eval_seconds += time.perf_counter() - self.test_start
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["epoch_seconds"] = time.perf_counter() - self.start
+            logs["eval_seconds"] = self.eval_seconds
+
+
+class MetricsLog(keras.callbacks.Callback):
+    """Writes each epoch's logs as its row of metrics.csv; `add` puts more columns in it.
+
+    What Keras' CSVLogger did, except that each row is written atomically and
+    a callback that runs later (the epoch's checkpoint) can still add its own
+    column to the row.
+    """
+
+    def __init__(self, model_dir: str):
+        super().__init__()
+        self.model_dir = model_dir
+
+    def on_epoch_end(self, epoch, logs=None):
+        run_dir.write_metrics_row(self.model_dir, epoch, dict(logs or {}))
+
+    def add(self, epoch: int, **values) -> None:
+        run_dir.write_metrics_row(self.model_dir, epoch, values)
 
 
 class FigureWriter(keras.callbacks.Callback):
     """Writes the run's figures every `every` epochs, and GIFs and the projector at the end.
+
+    The figures' arrays are computed at the epoch's end, from the model as it
+    is then; drawing and saving them (matplotlib, PNG, TensorBoard images) runs
+    in a background thread during the next epoch. The end of training waits
+    for every drawing, and so does the interpreter's exit after Ctrl-C.
 
     It also records the op graph of one training step in TensorBoard, through
     `tf.summary.trace_on` and `trace_export` around the first step.
@@ -216,6 +263,9 @@ class FigureWriter(keras.callbacks.Callback):
         self.writer = tf.summary.create_file_writer(self.figures_log_dir)
         self.tracing = False
         self.graph_written = False
+        # One drawing thread, so that the figures of successive epochs are drawn in order.
+        self.drawer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="figures")
+        self.pending = []
 
     def on_train_begin(self, logs=None):
         # Earlier epochs' arrays, read once, so that a resumed run's figures span all epochs.
@@ -236,10 +286,28 @@ class FigureWriter(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         completed = epoch + 1
         if completed % self.every == 0 or completed == self.last_epoch:
-            figures.write_epoch(self.model, self.fixed, completed, self.model_dir,
-                                run_dir.read_metrics(self.model_dir), self.history, self.writer)
+            start = time.perf_counter()
+            self._finish_drawings(wait=False)
+            arrays = figures.record_epoch(self.model, self.fixed, completed, self.model_dir,
+                                          self.history)
+            # This epoch's row is not in metrics.csv yet: the loss curves get it from `logs`.
+            metrics = [row for row in run_dir.read_metrics(self.model_dir)
+                       if row["epoch"] < epoch] + [{"epoch": epoch, **(logs or {})}]
+            self.pending.append(self.drawer.submit(
+                figures.draw_epoch, completed, arrays, dict(self.history), self.fixed, metrics,
+                self.model_dir, self.writer))
+            if logs is not None:
+                logs["figures_seconds"] = time.perf_counter() - start
+
+    def _finish_drawings(self, wait: bool) -> None:
+        """Re-raises the error of a drawing that failed; with `wait`, waits for all of them."""
+        for future in list(self.pending):
+            if wait or future.done():
+                future.result()
+                self.pending.remove(future)
 
     def on_train_end(self, logs=None):
+        self._finish_drawings(wait=True)
         if self.final:
             figures.write_animations(self.model_dir, self.fixed, self.history)
             z_mean, _ = inspection.encode(self.model, self.fixed.test_images)

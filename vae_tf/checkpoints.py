@@ -278,19 +278,25 @@ class EpochCheckpoint(keras.callbacks.Callback):
     """Saves model, optimizer, epoch and RNG state through a CheckpointManager.
 
     The in-epoch checkpoint of the epoch, if any, is deleted once the epoch's own is saved.
+    With a `metrics_log` (`callbacks.MetricsLog`), the seconds the save took are
+    added to the epoch's row of metrics.csv as `checkpoint_seconds`.
     """
 
-    def __init__(self, state: RunState):
+    def __init__(self, state: RunState, metrics_log=None):
         super().__init__()
         self.state = state
+        self.metrics_log = metrics_log
 
     def on_epoch_end(self, epoch, logs=None):
+        start = time.perf_counter()
         _require_finite(self.model, f"after epoch {epoch + 1}")
         self.state.epoch.assign(epoch + 1)
         self.state.step.assign(0)
         self.state.manager.save(checkpoint_number=epoch + 1)
         if self.state.in_epoch_manager.checkpoints:
             remove_in_epoch(self.state)
+        if self.metrics_log is not None:
+            self.metrics_log.add(epoch, checkpoint_seconds=time.perf_counter() - start)
 
 
 class StepCheckpoint(keras.callbacks.Callback):

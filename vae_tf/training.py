@@ -59,25 +59,24 @@ def _epoch_callbacks(config, state, model_dir, dataset, test_split, chief: bool,
         callbacks.EpochTimer(),
         callbacks.StopOnNonFinite(),
     ]
+    metrics_log = None
     if chief:
-        epoch_callbacks += [
-            callbacks.TensorBoardScalars(os.path.join(model_dir, run_dir.TENSORBOARD_DIR),
-                                         config),
-            keras.callbacks.CSVLogger(os.path.join(model_dir, run_dir.METRICS_FILE),
-                                      append=True),
-        ]
+        epoch_callbacks.append(callbacks.TensorBoardScalars(
+            os.path.join(model_dir, run_dir.TENSORBOARD_DIR), config))
         if config.figures_every:
             fixed = figures.FixedInputs.from_split(test_split, dataset.class_names,
                                                    config.seed)
             epoch_callbacks.append(callbacks.FigureWriter(
                 fixed, model_dir, os.path.join(model_dir, run_dir.TENSORBOARD_DIR),
                 config.figures_every, config.epochs, final=final))
+        metrics_log = callbacks.MetricsLog(model_dir)
+        epoch_callbacks.append(metrics_log)
     # Workers must save at the same step, so a timed save is for one process only.
     every_seconds = 0 if multi_worker else checkpoints.DEFAULT_CHECKPOINT_SECONDS
     step_checkpoint = checkpoints.StepCheckpoint(
         state, steps_per_epoch, first_step, every_steps=_every_steps(config),
         every_seconds=0 if config.checkpoint_every_steps else every_seconds)
-    epoch_callbacks += [step_checkpoint, checkpoints.EpochCheckpoint(state),
+    epoch_callbacks += [step_checkpoint, checkpoints.EpochCheckpoint(state, metrics_log),
                         callbacks.StopOnSignal(None if multi_worker else step_checkpoint)]
     return epoch_callbacks
 
