@@ -66,9 +66,10 @@ def tiny_data_dir(tmp_path_factory):
     return write_dataset(tmp_path_factory.mktemp("tiny_data"))
 
 
-# A small, fast MLP for whole runs on the tiny data set.
+# A small, fast MLP for whole runs on the tiny data set. XLA is decided, not measured
+# (--jit_compile=auto, tested in test_tuning.py), so that runs compare number for number.
 FAST = ["--arch=mlp", "--encoder_layers=32", "--decoder_layers=32", "--z_dim=2",
-        "--batch_size=32", "--figures_every=0", "--noexport"]
+        "--batch_size=32", "--figures_every=0", "--noexport", "--nojit_compile"]
 
 
 def parse_config(*args):

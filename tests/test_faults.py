@@ -29,7 +29,7 @@ from conftest import FAST, REPO_ROOT, parse_config
 KILL_ARGS = ["--arch=mlp", "--encoder_layers=1024,1024", "--decoder_layers=1024,1024",
              "--z_dim=4", "--batch_size=32", "--steps_per_epoch=30", "--epochs=5",
              "--figures_every=1", "--noexport", "--noprogress_bar", "--deterministic",
-             "--seed=7", "--eval_batch_size=60"]
+             "--seed=7", "--eval_batch_size=60", "--nojit_compile"]
 TIMEOUT = 120
 # Checkpoint bookkeeping rather than training state: how many saves this folder has seen.
 NOT_TRAINING_STATE = ("_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter/.ATTRIBUTES/VARIABLE_VALUE")
@@ -238,6 +238,7 @@ def test_other_models_killed_inside_an_epoch_resume_bit_for_bit(kind, tiny_data_
     args = [sys.executable, "-m", "vae_tf.train", *RESUMED_KINDS[kind], "--batch_size=32",
             "--steps_per_epoch=30", "--epochs=3", "--figures_every=0", "--noexport",
             "--noprogress_bar", "--deterministic", "--seed=5", "--eval_batch_size=60",
+            "--nojit_compile",
             f"--data_dir={tiny_data_dir}"]
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     done = subprocess.run([*args, f"--model_dir={reference}"], cwd=REPO_ROOT,

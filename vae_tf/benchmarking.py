@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vae_tf import checkpoints, compat, data, distribution, evaluation, models
+from vae_tf import checkpoints, compat, data, distribution, evaluation, models, tuning
 
 FLOPS_METHOD = "counted from the traced graph of one training step (tf.profiler float_operation)"
 
@@ -207,6 +207,9 @@ def run(config, steps: int, repeats: int, synthetic: bool, plain: bool = True,
     dataset = data.load_for(config)
     keras.utils.set_random_seed(config.seed)
     with tempfile.TemporaryDirectory() as scratch:  # no checkpoint is read or written
+        # --jit_compile=auto decided as training decides it (and cached alike).
+        config, _ = tuning.choose(config, dataset, scratch, distributed=False)
+        keras.utils.set_random_seed(config.seed)
         # Built and compiled as in train.
         model = checkpoints.restore_run(config, scratch, dataset.spec).model
     flops = flops_per_image(model, config.batch_size)

@@ -202,10 +202,16 @@ class TensorBoardScalars(keras.callbacks.Callback):
 
 class EpochTimer(keras.callbacks.Callback):
     """Adds the wall-clock seconds of each epoch (training and test), and of its test
-    evaluation, to its logs."""
+    evaluation, to its logs; `first_epoch_extra` seconds (spent before training, such
+    as tuning) count in the first epoch."""
+
+    def __init__(self, first_epoch_extra: float = 0.0):
+        super().__init__()
+        self.extra = first_epoch_extra
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.start = time.perf_counter()
+        self.start = time.perf_counter() - self.extra
+        self.extra = 0.0
         self.eval_seconds = 0.0
 
     def on_test_begin(self, logs=None):

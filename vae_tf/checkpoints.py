@@ -28,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vae_tf import compat, log, run_dir
+from vae_tf import compat, log, run_dir, tuning
 from vae_tf.errors import RunDirError, TrainingError
 from vae_tf.models import VAE, build_vae
 
@@ -98,7 +98,9 @@ def restore_run(config, model_dir: str, spec=None, save_dir: str = None,
     spec = spec or run_dir.load_data_spec(model_dir, config.dataset)
     model = build_vae(config, spec.num_classes, spec.image_shape)
     optimizer = compat.make_adam(config.learning_rate)
-    model.compile(optimizer=optimizer, jit_compile=config.jit_compile,
+    # --jit_compile=auto is decided when training starts (vae_tf.tuning) and recorded.
+    jit_compile = tuning.resolved(config, model_dir).jit_compile == "true"
+    model.compile(optimizer=optimizer, jit_compile=jit_compile,
                   steps_per_execution=config.steps_per_execution)
     # Under --mixed_precision=float16, compile wraps Adam in a LossScaleOptimizer; the
     # checkpoint holds Adam itself, so its layout does not depend on the precision (the

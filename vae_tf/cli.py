@@ -17,7 +17,7 @@ import sys  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 from vae_tf import preset_flags  # noqa: E402
-from vae_tf.config import Config  # noqa: E402
+from vae_tf.config import AUTO_BOOL, Config  # noqa: E402
 from vae_tf.errors import ConfigError, Preempted, VaeTfError  # noqa: E402
 
 EXIT_ERROR = 1
@@ -31,11 +31,30 @@ def _default(field: dataclasses.Field):
     return field.default_factory()
 
 
+class _AutoBoolParser(flags.ArgumentParser):
+    """true, false or auto (also 1 and 0); a boolean flag, so --name and --noname work."""
+
+    def parse(self, argument):
+        value = {"1": "true", "0": "false"}.get(str(argument).strip().lower(),
+                                                str(argument).strip().lower())
+        if value not in AUTO_BOOL:
+            raise ValueError(f"expected true, false or auto, got {argument!r}")
+        return value
+
+    def flag_type(self):
+        return "true, false or auto"
+
+
 def define_config_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     """Defines one flag per Config field, with its default, help and choices."""
     for field in dataclasses.fields(Config):
         default = _default(field)
         help_text = field.metadata["help"]
+        if field.metadata["choices"] == AUTO_BOOL:
+            flags.DEFINE_flag(flags.Flag(_AutoBoolParser(), flags.ArgumentSerializer(),
+                                         field.name, default, help_text, boolean=True),
+                              flag_values)
+            continue
         if field.metadata["choices"]:
             help_text += f" One of: {', '.join(field.metadata['choices'])}."
         if isinstance(default, bool):

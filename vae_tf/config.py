@@ -27,6 +27,11 @@ CONDITIONS = models.CONDITIONS
 ACTIVATIONS = ("sigmoid", "relu", "leaky_relu", "tanh", "elu", "softplus")
 
 
+# The values of a setting that a measurement may decide (`vae_tf.tuning`); as a flag,
+# `--name` and `--noname` still mean true and false.
+AUTO_BOOL = ("auto", "true", "false")
+
+
 def _field(default, help, choices=None, identity=False):
     """A dataclass field that carries its flag help and allowed values."""
     metadata = {"help": help, "choices": choices, "identity": identity}
@@ -145,8 +150,13 @@ class Config:
         False, "Make TensorFlow's ops deterministic (tf.config.experimental."
         "enable_op_determinism). With a fixed --seed, a run stopped at any moment and resumed "
         "then ends with bitwise the same weights as a run never stopped.")
-    jit_compile: bool = _field(False, "Compile the training and test steps with XLA. Off by "
-                               "default: on a 2-core CPU it measured slower for both models.")
+    jit_compile: str = _field(
+        "auto", "Compile the training and test steps with XLA: true (--jit_compile), false "
+        "(--nojit_compile), or auto, which times a few training steps of this run's model with "
+        "and without XLA when training starts and keeps the faster (XLA was 1.4x faster for "
+        "the conv preset on an AVX2 CPU and slower on an AVX-512 one). The choice is cached "
+        "per machine and model in ~/.cache/vae_tf/tuning/ and recorded in "
+        "<model_dir>/tuning.json, which a resumed run keeps.", AUTO_BOOL)
     intra_op_threads: int = _field(
         0, "Threads TensorFlow may use inside one op; 0 leaves TensorFlow's default (one per "
         "core). 1 speeds up small models such as the MLP preset, whose ops are too small to "
@@ -202,9 +212,19 @@ class Config:
 
     @classmethod
     def from_dict(cls, values: dict) -> "Config":
-        """A Config from a dict, ignoring keys this version does not know."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names})
+        """A Config from a dict, ignoring keys this version does not know.
+
+        Settings that were booleans before they could be `auto` read as true or false.
+        """
+        auto = {f.name for f in dataclasses.fields(cls) if f.metadata["choices"] == AUTO_BOOL}
+        known = {}
+        for field in dataclasses.fields(cls):
+            if field.name in values:
+                value = values[field.name]
+                if field.name in auto and isinstance(value, bool):
+                    value = "true" if value else "false"
+                known[field.name] = value
+        return cls(**known)
 
     def to_flag_lines(self) -> list:
         """The configuration as absl flagfile lines (`--name=value`)."""
