@@ -207,8 +207,9 @@ def run(config, steps: int, repeats: int, synthetic: bool, plain: bool = True,
     dataset = data.load_for(config)
     keras.utils.set_random_seed(config.seed)
     with tempfile.TemporaryDirectory() as scratch:  # no checkpoint is read or written
-        # --jit_compile=auto decided as training decides it (and cached alike).
-        config, _ = tuning.choose(config, dataset, scratch, distributed=False)
+        # --jit_compile=auto decided as training decides it (and cached alike), without its
+        # status line: the benchmark's standard output is JSON lines only.
+        config, _ = tuning.choose(config, dataset, scratch, distributed=False, chief=False)
         keras.utils.set_random_seed(config.seed)
         # Built and compiled as in train.
         model = checkpoints.restore_run(config, scratch, dataset.spec).model

@@ -119,8 +119,9 @@ def choose(config, dataset, model_dir: str, distributed: bool, chief: bool = Tru
         return config, 0.0
     record = recorded(model_dir)
     if record is not None:
-        log.info(f"--jit_compile=auto: {_said(record['jit_compile'])}, as recorded in "
-                 f"{os.path.join(model_dir, TUNING_FILE)} when the run started.")
+        if chief:
+            log.info(f"--jit_compile=auto: {_said(record['jit_compile'])}, as recorded in "
+                     f"{os.path.join(model_dir, TUNING_FILE)} when the run started.")
         return dataclasses.replace(config, jit_compile=record["jit_compile"]), 0.0
     start = time.perf_counter()
     key = cache_key(config, dataset.spec)
