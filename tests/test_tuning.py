@@ -1,4 +1,5 @@
-"""--jit_compile=auto: measured once, recorded in the run and cached; resumed runs keep it."""
+"""--jit_compile=auto and --steps_per_execution=auto: measured once, recorded in the run and
+cached; resumed runs keep the choice."""
 
 import json
 import os
@@ -25,10 +26,11 @@ def test_auto_measures_both_records_the_faster_and_a_resumed_run_keeps_it(
         tiny_args, tmp_path, capsys, monkeypatch):
     cache = tmp_path / "cache"  # empty, so that this run measures
     monkeypatch.setenv("VAE_TF_CACHE_DIR", str(cache))
-    first = _run(tiny_args, "--epochs=1", "--jit_compile=auto")
+    first = _run(tiny_args, "--epochs=1", "--jit_compile=auto", "--steps_per_execution=3")
     record = _record(first.model_dir)
-    timings = record["seconds_per_step"]
+    timings = {trial["jit_compile"]: trial["seconds_per_step"] for trial in record["trials"]}
     assert set(timings) == {"true", "false"} and all(t > 0 for t in timings.values())
+    assert {trial["steps_per_execution"] for trial in record["trials"]} == {3}  # as given
     assert record["jit_compile"] == min(timings, key=timings.get)
     assert first.model.jit_compile == (record["jit_compile"] == "true")
     said = capsys.readouterr().out
@@ -57,6 +59,42 @@ def test_auto_measures_both_records_the_faster_and_a_resumed_run_keeps_it(
     assert again["jit_compile"] == record["jit_compile"]
     assert again["how"].startswith("measured before, cached in")
     assert again["tuning_seconds"] < record["tuning_seconds"]
+
+
+def test_auto_steps_per_execution_keeps_the_fastest_and_a_resumed_run_keeps_it(
+        tiny_args, tmp_path, monkeypatch):
+    monkeypatch.setenv("VAE_TF_CACHE_DIR", str(tmp_path / "cache"))
+    first = _run(tiny_args, "--epochs=1", "--nojit_compile", "--steps_per_execution=auto")
+    record = _record(first.model_dir)
+    timings = {trial["steps_per_execution"]: trial["seconds_per_step"]
+               for trial in record["trials"]}
+    # A step of this tiny MLP takes milliseconds: every candidate's call is under a second.
+    assert set(timings) == set(tuning.STEPS_PER_EXECUTION)
+    assert all(trial["jit_compile"] == "false" for trial in record["trials"])  # as given
+    chosen = record["steps_per_execution"]
+    assert chosen == min(timings, key=timings.get)
+    # The epoch's 8 steps (240 images in batches of 32) are split into whole executions.
+    assert first.model.steps_per_execution in (1, 2, 4, 8)
+    assert first.model.steps_per_execution <= chosen
+    # A resumed run takes the record's value, even if it is not what this machine would pick.
+    other = 10 if chosen != 10 else 50
+    with open(os.path.join(first.model_dir, tuning.TUNING_FILE), "w") as stream:
+        json.dump(dict(record, steps_per_execution=other), stream)
+    resumed = _run(tiny_args, "--epochs=2", "--nojit_compile", "--steps_per_execution=auto")
+    assert resumed.initial_epoch == 1
+    assert tuning.resolved(parse_config("--steps_per_execution=auto"),
+                           first.model_dir).steps_per_execution == other
+    assert resumed.model.steps_per_execution == 8  # the largest divisor of 8 steps, up to 10
+
+
+def test_steps_per_execution_takes_auto_or_a_positive_integer():
+    assert parse_config().steps_per_execution == tuning.AUTO
+    assert parse_config("--steps_per_execution=auto").steps_per_execution == tuning.AUTO
+    assert parse_config("--steps_per_execution=7").steps_per_execution == 7
+    with pytest.raises(ConfigError, match="expected auto or a positive integer"):
+        parse_config("--steps_per_execution=-2")
+    assert "--steps_per_execution=auto" in Config().to_flag_lines()
+    assert Config.from_dict({"steps_per_execution": 5}).steps_per_execution == 5
 
 
 @pytest.mark.parametrize("flag, expected", [("--jit_compile", True), ("--nojit_compile", False),

@@ -9,12 +9,15 @@ of one training step with TensorFlow's profiler.
 """
 
 import collections
+import contextlib
 import dataclasses
 import glob
+import math
 import os
 import platform
 import resource
 import statistics
+import sys
 import tempfile
 import time
 
@@ -22,7 +25,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vae_tf import checkpoints, compat, data, distribution, evaluation, models, tuning
+from vae_tf import checkpoints, compat, data, distribution, evaluation, models, training, tuning
 
 FLOPS_METHOD = "counted from the traced graph of one training step (tf.profiler float_operation)"
 
@@ -124,6 +127,72 @@ def time_plain_training(config, dataset, steps: int, repeats: int, warmup: int =
     return [float(np.mean(chunk)) for chunk in np.array_split(intervals, repeats)]
 
 
+# Whole epochs are timed as (a fresh run of 3 epochs - a fresh run of 1) / 2, so that
+# start-up (data loading, building, tracing) and the first epoch's tuning cancel out.
+WHOLE_EPOCH_RUNS = (1, 3)
+
+
+def _plain_fit(config, dataset, steps_per_epoch: int):
+    """A function training a fresh model `epochs` epochs the plain way, testing each epoch."""
+    config = dataclasses.replace(config, mixed_precision="none")
+    test_batches = data.eval_pipeline(data.prepare_test_split(dataset.test, config.binarize),
+                                      config.eval_batch_size)
+
+    def fit(epochs: int):
+        keras.utils.set_random_seed(config.seed)
+        model = models.build_vae(config, dataset.spec.num_classes, dataset.image_shape)
+        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), jit_compile=False,
+                      steps_per_execution=1)
+        model.fit(data.train_pipeline(dataset.train, config.batch_size, config.seed,
+                                      binarize=config.binarize),
+                  epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=test_batches,
+                  verbose=0)
+    return fit
+
+
+def _vae_tf_train(config, scratch: str):
+    """A function running `vae_tf.train`'s training for `epochs` epochs in a fresh folder.
+
+    Everything an epoch does is in: the test evaluation, TensorBoard, figures,
+    checkpoints. Only the export at the end is left out (it is not per epoch).
+    """
+    def train(epochs: int):
+        run = dataclasses.replace(config, epochs=epochs, progress_bar=False, export=False,
+                                  model_dir=os.path.join(scratch, f"vae_tf_{epochs}"))
+        with contextlib.redirect_stdout(sys.stderr):  # standard output is JSON lines only
+            training.train_and_evaluate(run)
+    return train
+
+
+def time_whole_epochs(config, dataset, scratch: str):
+    """Yields the whole-epoch time of vae_tf and of the plain way, then their ratio.
+
+    The runs alternate (vae_tf 1, plain 1, vae_tf 3, plain 3), so that a slow
+    spell of a shared machine falls on both ways.
+    """
+    steps = config.steps_per_epoch or math.ceil(len(dataset.train) / config.batch_size)
+    ways = {"vae_tf": _vae_tf_train(config, scratch), "plain": _plain_fit(config, dataset, steps)}
+    seconds = {way: {} for way in ways}
+    for epochs in WHOLE_EPOCH_RUNS:
+        for way, train in ways.items():
+            start = time.perf_counter()
+            train(epochs)
+            seconds[way][epochs] = time.perf_counter() - start
+    first, last = WHOLE_EPOCH_RUNS
+    epoch = {way: (runs[last] - runs[first]) / (last - first) for way, runs in seconds.items()}
+    how = {"vae_tf": "python -m vae_tf.train's training (test set, TensorBoard, figures, "
+                     "checkpoints each epoch; no export)",
+           "plain": "model.fit, custom train_step, float32, no XLA, one step per execution, "
+                    "validation_data = the test split each epoch"}
+    for way in ways:
+        yield {"measure": "whole_epoch", "way": way, "epoch_s": epoch[way],
+               "steps_per_epoch": steps, "test_images": len(dataset.test),
+               **{f"run_of_{n}_epochs_s": seconds[way][n] for n in WHOLE_EPOCH_RUNS},
+               "how": how[way]}
+    yield {"measure": "whole_epoch_speedup_over_plain", "ratio": epoch["plain"] / epoch["vae_tf"],
+           "method": f"(run of {last} epochs - run of {first}) / {last - first}, each way"}
+
+
 def time_evaluation(model, config, split, iw_samples: int = 500, iw_images: int = 100) -> dict:
     """Test ELBO images per second, and IWAE importance samples per second."""
     model.make_test_function(force=True)
@@ -196,7 +265,7 @@ def _training_row(way, seconds_per_step, config, flops, peak, **extra) -> dict:
 
 
 def run(config, steps: int, repeats: int, synthetic: bool, plain: bool = True,
-        profile_dir: str = ""):
+        profile_dir: str = "", whole_epochs: bool = False):
     """Yields the benchmark's measurements, one dict each."""
     yield {"measure": "machine", "cpus": os.cpu_count(), "processor": platform.machine(),
            "tensorflow": tf.__version__, "keras": keras.__version__,
@@ -248,6 +317,9 @@ def run(config, steps: int, repeats: int, synthetic: bool, plain: bool = True,
                "ratio": row["images_per_s"] / plain_row["images_per_s"]}
     test_split = data.prepare_test_split(dataset.test, config.binarize)
     yield time_evaluation(model, config, test_split)
+    if whole_epochs:
+        with tempfile.TemporaryDirectory() as scratch:
+            yield from time_whole_epochs(config, dataset, scratch)
     # ru_maxrss is in KiB on Linux.
     yield {"measure": "memory", "peak_rss_mb": resource.getrusage(
         resource.RUSAGE_SELF).ru_maxrss / 1024}

@@ -17,7 +17,7 @@ import sys  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 from vae_tf import preset_flags  # noqa: E402
-from vae_tf.config import AUTO_BOOL, Config  # noqa: E402
+from vae_tf.config import AUTO, AUTO_BOOL, AUTO_INT, Config  # noqa: E402
 from vae_tf.errors import ConfigError, Preempted, VaeTfError  # noqa: E402
 
 EXIT_ERROR = 1
@@ -45,6 +45,25 @@ class _AutoBoolParser(flags.ArgumentParser):
         return "true, false or auto"
 
 
+class _AutoIntParser(flags.ArgumentParser):
+    """auto (kept as AUTO, 0) or a positive integer."""
+
+    def parse(self, argument):
+        text = str(argument).strip().lower()
+        if text in ("auto", str(AUTO)):
+            return AUTO
+        try:
+            value = int(text)
+        except ValueError:
+            value = -1
+        if value < 1:
+            raise ValueError(f"expected auto or a positive integer, got {argument!r}")
+        return value
+
+    def flag_type(self):
+        return "auto or a positive integer"
+
+
 def define_config_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     """Defines one flag per Config field, with its default, help and choices."""
     for field in dataclasses.fields(Config):
@@ -54,6 +73,10 @@ def define_config_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
             flags.DEFINE_flag(flags.Flag(_AutoBoolParser(), flags.ArgumentSerializer(),
                                          field.name, default, help_text, boolean=True),
                               flag_values)
+            continue
+        if field.metadata["choices"] == AUTO_INT:
+            flags.DEFINE_flag(flags.Flag(_AutoIntParser(), flags.ArgumentSerializer(),
+                                         field.name, default, help_text), flag_values)
             continue
         if field.metadata["choices"]:
             help_text += f" One of: {', '.join(field.metadata['choices'])}."

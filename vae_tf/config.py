@@ -30,6 +30,9 @@ ACTIVATIONS = ("sigmoid", "relu", "leaky_relu", "tanh", "elu", "softplus")
 # The values of a setting that a measurement may decide (`vae_tf.tuning`); as a flag,
 # `--name` and `--noname` still mean true and false.
 AUTO_BOOL = ("auto", "true", "false")
+# An integer setting a measurement may decide: `auto` is stored as AUTO (0).
+AUTO = 0
+AUTO_INT = ("auto", "a positive integer")
 
 
 def _field(default, help, choices=None, identity=False):
@@ -169,8 +172,10 @@ class Config:
         "weights, z_mean, z_log_var, the decoder's logits and every loss stay float32. "
         "float16 scales the loss against underflow.", PRECISIONS)
     steps_per_execution: int = _field(
-        1, "Training steps run per call into TensorFlow's compiled step; more cut the "
-        "per-step Python overhead of small models. Callbacks then see every N-th step.")
+        AUTO, "Training steps run per call into TensorFlow's compiled step; more cut the "
+        "per-step Python overhead of small models. Callbacks then see every N-th step. auto "
+        "times 1, 10 and 50 (those whose call would take under a second) when training starts "
+        "and keeps the fastest, recorded and cached as --jit_compile=auto is.", AUTO_INT)
     figures_every: int = _field(1, "Write figures (reconstructions, samples, latent plots) "
                                 "into <model_dir>/figures and TensorBoard every N epochs; "
                                 "0 turns them off.")
@@ -235,6 +240,8 @@ class Config:
                 lines.append(f"--{f.name}" if value else f"--no{f.name}")
             elif isinstance(value, list):
                 lines.append(f"--{f.name}={','.join(str(v) for v in value)}")
+            elif f.metadata["choices"] == AUTO_INT and value == AUTO:
+                lines.append(f"--{f.name}=auto")
             else:
                 lines.append(f"--{f.name}={value}")
         return lines
@@ -264,8 +271,8 @@ class Config:
         _require(0 <= self.dropout < 1, "dropout", self.dropout, "must be in [0, 1)")
         _require(self.leaky_relu_slope >= 0, "leaky_relu_slope", self.leaky_relu_slope,
                  "must be 0 or more")
-        _require(self.steps_per_execution >= 1, "steps_per_execution",
-                 self.steps_per_execution, "must be at least 1")
+        _require(self.steps_per_execution >= 0, "steps_per_execution",
+                 self.steps_per_execution, "must be auto or at least 1")
         for name in ("intra_op_threads", "inter_op_threads"):
             _require(getattr(self, name) >= 0, name, getattr(self, name),
                      "must be 0 (TensorFlow's default) or more")
