@@ -64,19 +64,30 @@ class _AutoIntParser(flags.ArgumentParser):
         return "auto or a positive integer"
 
 
+def define_auto_integer(name: str, help_text: str,
+                        flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """A flag taking auto (its default, read as AUTO) or a positive integer."""
+    flags.DEFINE_flag(flags.Flag(_AutoIntParser(), flags.ArgumentSerializer(), name, AUTO,
+                                 help_text), flag_values)
+
+
+def define_auto_boolean(name: str, default: str, help_text: str,
+                        flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """A flag taking true, false or auto; --name and --noname also work."""
+    flags.DEFINE_flag(flags.Flag(_AutoBoolParser(), flags.ArgumentSerializer(), name, default,
+                                 help_text, boolean=True), flag_values)
+
+
 def define_config_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     """Defines one flag per Config field, with its default, help and choices."""
     for field in dataclasses.fields(Config):
         default = _default(field)
         help_text = field.metadata["help"]
         if field.metadata["choices"] == AUTO_BOOL:
-            flags.DEFINE_flag(flags.Flag(_AutoBoolParser(), flags.ArgumentSerializer(),
-                                         field.name, default, help_text, boolean=True),
-                              flag_values)
+            define_auto_boolean(field.name, default, help_text, flag_values)
             continue
         if field.metadata["choices"] == AUTO_INT:
-            flags.DEFINE_flag(flags.Flag(_AutoIntParser(), flags.ArgumentSerializer(),
-                                         field.name, default, help_text), flag_values)
+            define_auto_integer(field.name, help_text, flag_values)
             continue
         if field.metadata["choices"]:
             help_text += f" One of: {', '.join(field.metadata['choices'])}."

@@ -251,7 +251,7 @@ class Config:
         for f in dataclasses.fields(self):
             choices = f.metadata["choices"]
             value = getattr(self, f.name)
-            if choices and value not in choices:
+            if choices and choices != AUTO_INT and value not in choices:
                 raise ConfigError(f"--{f.name}={value} is not one of {', '.join(choices)}.")
         _require(self.z_dim >= 1, "z_dim", self.z_dim, "must be at least 1")
         _require(self.epochs >= 1, "epochs", self.epochs, "must be at least 1")

@@ -77,6 +77,19 @@ def _cache_path(key: str) -> str:
     return os.path.join(files.cache_dir(), "tuning", f"{key}.json")
 
 
+def cached(key: str):
+    """The record measured before under `key` on this machine, or None."""
+    if not os.path.isfile(_cache_path(key)):
+        return None
+    with open(_cache_path(key)) as stream:
+        return dict(json.load(stream), how=f"measured before, cached in {_cache_path(key)}")
+
+
+def store(key: str, record: dict) -> None:
+    os.makedirs(os.path.dirname(_cache_path(key)), exist_ok=True)
+    write_text_atomically(_cache_path(key), json.dumps(record, indent=2) + "\n")
+
+
 def recorded(model_dir: str):
     """The tuning record of a run ({"jit_compile": "true" or "false", ...}), or None."""
     path = os.path.join(model_dir, TUNING_FILE)
@@ -185,13 +198,11 @@ def choose(config, dataset, model_dir: str, distributed: bool, chief: bool = Tru
     if distributed:
         record = {"jit_compile": "false", "steps_per_execution": 1,
                   "how": "not measured under a distribution strategy"}
-    elif os.path.isfile(_cache_path(key)):
-        with open(_cache_path(key)) as stream:
-            record = dict(json.load(stream), how=f"measured before, cached in {_cache_path(key)}")
     else:
-        record = measure(config, dataset)
-        os.makedirs(os.path.dirname(_cache_path(key)), exist_ok=True)
-        write_text_atomically(_cache_path(key), json.dumps(record, indent=2) + "\n")
+        record = cached(key)
+        if record is None:
+            record = measure(config, dataset)
+            store(key, record)
     seconds = time.perf_counter() - start
     record = dict(record, tuning_seconds=seconds, cache_key=key)
     if chief:
@@ -212,5 +223,6 @@ def _said(record: dict, undecided: set) -> str:
     if "jit_compile" in undecided:
         said.append("XLA on" if record["jit_compile"] == "true" else "XLA off")
     if "steps_per_execution" in undecided:
-        said.append(f"{_settings(record)['steps_per_execution']} steps per execution")
+        steps = _settings(record)["steps_per_execution"]
+        said.append(f"{steps} step{'s' if steps > 1 else ''} per execution")
     return ", ".join(said)
