@@ -147,6 +147,7 @@ def _plain_fit(config, dataset, steps_per_epoch: int):
                                       binarize=config.binarize),
                   epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=test_batches,
                   verbose=0)
+        return None
     return fit
 
 
@@ -160,7 +161,7 @@ def _vae_tf_train(config, scratch: str):
         run = dataclasses.replace(config, epochs=epochs, progress_bar=False, export=False,
                                   model_dir=os.path.join(scratch, f"vae_tf_{epochs}"))
         with contextlib.redirect_stdout(sys.stderr):  # standard output is JSON lines only
-            training.train_and_evaluate(run)
+            return training.train_and_evaluate(run).metrics
     return train
 
 
@@ -172,12 +173,15 @@ def time_whole_epochs(config, dataset, scratch: str):
     """
     steps = config.steps_per_epoch or math.ceil(len(dataset.train) / config.batch_size)
     ways = {"vae_tf": _vae_tf_train(config, scratch), "plain": _plain_fit(config, dataset, steps)}
-    seconds = {way: {} for way in ways}
+    seconds, metrics = {way: {} for way in ways}, None
     for epochs in WHOLE_EPOCH_RUNS:
         for way, train in ways.items():
             start = time.perf_counter()
-            train(epochs)
+            metrics = train(epochs) or metrics
             seconds[way][epochs] = time.perf_counter() - start
+    # What vae_tf's last epoch spent, as its metrics.csv says (training includes the test).
+    last_epoch = {name: value for name, value in metrics[-1].items()
+                  if name.endswith("_seconds")}
     first, last = WHOLE_EPOCH_RUNS
     epoch = {way: (runs[last] - runs[first]) / (last - first) for way, runs in seconds.items()}
     how = {"vae_tf": "python -m vae_tf.train's training (test set, TensorBoard, figures, "
@@ -188,13 +192,40 @@ def time_whole_epochs(config, dataset, scratch: str):
         yield {"measure": "whole_epoch", "way": way, "epoch_s": epoch[way],
                "steps_per_epoch": steps, "test_images": len(dataset.test),
                **{f"run_of_{n}_epochs_s": seconds[way][n] for n in WHOLE_EPOCH_RUNS},
-               "how": how[way]}
+               "how": how[way], **({"last_epoch_metrics": last_epoch} if way == "vae_tf" else {})}
     yield {"measure": "whole_epoch_speedup_over_plain", "ratio": epoch["plain"] / epoch["vae_tf"],
            "method": f"(run of {last} epochs - run of {first}) / {last - first}, each way"}
 
 
-def time_evaluation(model, config, split, iw_samples: int = 500, iw_images: int = 100) -> dict:
-    """Test ELBO images per second, and IWAE importance samples per second."""
+def _iwae_samples_per_second(model, config, images, iw_samples: int, batch: int, chunk: int,
+                             jit_compile: bool) -> float:
+    estimate = evaluation.iwae_function(model, config, iw_samples, chunk, jit_compile)
+
+    def run():
+        for start in range(0, len(images), batch):
+            estimate(tf.constant(images[start:start + batch]), tf.constant(start)).numpy()
+
+    run()  # trace and compile
+    return len(images) * iw_samples / min(_timed(run, 2))
+
+
+def decoder_flops_per_sample(model, config, batch: int, chunk: int) -> float:
+    """Float operations of the IWAE's log p(x|z) per importance sample, from its graph."""
+    _, log_likelihood_fn = evaluation.model_functions(model, config)
+    spec = (tf.TensorSpec([batch, *model.image_shape], tf.float32),
+            tf.TensorSpec([chunk, batch, model.z_dim], tf.float32))
+    graph = tf.function(log_likelihood_fn).get_concrete_function(*spec).graph
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    profile = tf.compat.v1.profiler.profile(graph=graph, options=options)
+    return profile.total_float_ops / (batch * chunk)
+
+
+def time_evaluation(model, config, split, spec, peak: float, iw_samples: int = 500,
+                    iw_images: int = 100) -> dict:
+    """Test ELBO images per second; IWAE importance samples per second with the settings
+    `vae_tf.evaluate` measures (auto) and with the fixed 100 x 500 calls without XLA that
+    it used before, in the same process; the auto settings' fraction of the matmul peak."""
     model.make_test_function(force=True)
     batches = data.eval_pipeline(split, config.eval_batch_size)
     count = len(split)
@@ -207,17 +238,24 @@ def time_evaluation(model, config, split, iw_samples: int = 500, iw_images: int 
 
     elbo()
     elbo_seconds = statistics.median(_timed(elbo, 3))
-    encode_fn, log_likelihood_fn = evaluation.model_functions(model, config)
-    chunk = min(iw_samples, 500)
-    estimate = tf.function(lambda x: evaluation.importance_weighted_log_likelihood(
-        encode_fn, log_likelihood_fn, x, iw_samples, chunk, 0))
-    images = tf.constant(split.float_images(iw_images))
-    estimate(images).numpy()
-    iw_seconds = statistics.median(_timed(lambda: estimate(images).numpy(), 3))
-    samples_per_s = len(images) * iw_samples / iw_seconds
+    images = split.float_images(iw_images)
+    with contextlib.redirect_stdout(sys.stderr):  # its status line; standard output is JSON
+        settings = evaluation.iwae_settings(model, config, spec, images, iw_samples)
+    batch, chunk = settings["batch_size"], settings["chunk_size"]
+    tuned = _iwae_samples_per_second(model, config, images, iw_samples, batch, chunk,
+                                     settings["jit_compile"] == "true")
+    fixed = _iwae_samples_per_second(model, config, images, iw_samples, min(100, iw_images),
+                                     min(500, iw_samples), False)
+    flops = decoder_flops_per_sample(model, config, batch, chunk)
     return {"measure": "evaluation", "elbo_images_per_s": count / elbo_seconds,
-            "iwae_samples_per_s": samples_per_s, "iwae_k": iw_samples,
-            "iwae_10k_images_k5000_projected_s": 10000 * 5000 / samples_per_s}
+            "iwae_k": iw_samples, "iwae_images": len(images),
+            "iwae_batch_size": batch, "iwae_chunk_size": chunk,
+            "iwae_jit_compile": settings["jit_compile"], "iwae_how": settings["how"],
+            "iwae_samples_per_s": tuned, "iwae_fixed_100x500_samples_per_s": fixed,
+            "iwae_speedup_over_fixed": tuned / fixed,
+            "iwae_mflop_per_sample": flops / 1e6,
+            "iwae_fraction_of_peak": flops * tuned / 1e9 / peak,
+            "iwae_10k_images_k5000_projected_s": 10000 * 5000 / tuned}
 
 
 def profile_training(model, batches, steps_per_execution: int, logdir: str,
@@ -316,7 +354,7 @@ def run(config, steps: int, repeats: int, synthetic: bool, plain: bool = True,
         yield {"measure": "speedup_over_plain",
                "ratio": row["images_per_s"] / plain_row["images_per_s"]}
     test_split = data.prepare_test_split(dataset.test, config.binarize)
-    yield time_evaluation(model, config, test_split)
+    yield time_evaluation(model, config, test_split, dataset.spec, peak["gflop_per_s"])
     if whole_epochs:
         with tempfile.TemporaryDirectory() as scratch:
             yield from time_whole_epochs(config, dataset, scratch)
