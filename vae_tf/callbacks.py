@@ -25,7 +25,7 @@ import time
 import keras
 import tensorflow as tf
 
-from vae_tf import compat, figures, inspection, losses, run_dir
+from vae_tf import compat, figures, inspection, log, losses, run_dir
 from vae_tf.errors import Preempted, TrainingError
 
 
@@ -253,13 +253,23 @@ class FigureWriter(keras.callbacks.Callback):
     in a background thread during the next epoch. The end of training waits
     for every drawing, and so does the interpreter's exit after Ctrl-C.
 
+    With a `budget` (a share of the run's time, --figures_budget), an epoch due
+    by `every` gets figures only if the time since the last figures is at least
+    that drawing's duration / budget, and no drawing is still running; the last
+    epoch always gets them. The first time this skips an epoch, one line says
+    how often figures come.
+
     It also records the op graph of one training step in TensorBoard, through
     `tf.summary.trace_on` and `trace_export` around the first step.
     """
 
     def __init__(self, fixed, model_dir: str, log_dir: str, every: int, last_epoch: int,
-                 final: bool = True):
+                 final: bool = True, budget: float = 0.0):
         super().__init__()
+        self.budget = budget
+        self.last_figures = None  # perf_counter() when the latest figures were started
+        self.draw_seconds = 0.0  # how long the latest finished drawing took
+        self.said_skipping = False
         self.final = final  # whether this `fit` call ends the run (GIFs, projector)
         self.fixed = fixed
         self.model_dir = model_dir
@@ -289,21 +299,44 @@ class FigureWriter(keras.callbacks.Callback):
             self.tracing = False
             self.graph_written = True
 
+    def _within_budget(self, now: float) -> bool:
+        if not self.budget or self.last_figures is None:
+            return True
+        if self.pending:  # still drawing: that alone takes more than an epoch
+            return False
+        return now - self.last_figures >= self.draw_seconds / self.budget
+
     def on_epoch_end(self, epoch, logs=None):
         completed = epoch + 1
-        if completed % self.every == 0 or completed == self.last_epoch:
-            start = time.perf_counter()
-            self._finish_drawings(wait=False)
+        self._finish_drawings(wait=False)
+        now = time.perf_counter()
+        due = completed % self.every == 0
+        if due and completed != self.last_epoch and not self._within_budget(now):
+            if not self.said_skipping:
+                log.info(f"figures: drawing took {self.draw_seconds:.1f} s; drawn once per "
+                         f"{self.draw_seconds / self.budget:.0f} s of training from now on, "
+                         f"to keep them under {self.budget:.0%} of the time "
+                         f"(--figures_budget), and at the last epoch.")
+                self.said_skipping = True
+            return
+        if due or completed == self.last_epoch:
+            start = now
+            self.last_figures = start
             arrays = figures.record_epoch(self.model, self.fixed, completed, self.model_dir,
                                           self.history)
             # This epoch's row is not in metrics.csv yet: the loss curves get it from `logs`.
             metrics = [row for row in run_dir.read_metrics(self.model_dir)
                        if row["epoch"] < epoch] + [{"epoch": epoch, **(logs or {})}]
             self.pending.append(self.drawer.submit(
-                figures.draw_epoch, completed, arrays, dict(self.history), self.fixed, metrics,
-                self.model_dir, self.writer))
+                self._timed_drawing, completed, arrays, dict(self.history), metrics))
             if logs is not None:
                 logs["figures_seconds"] = time.perf_counter() - start
+
+    def _timed_drawing(self, epoch, arrays, history, metrics):
+        start = time.perf_counter()
+        figures.draw_epoch(epoch, arrays, history, self.fixed, metrics, self.model_dir,
+                           self.writer)
+        self.draw_seconds = time.perf_counter() - start
 
     def _finish_drawings(self, wait: bool) -> None:
         """Re-raises the error of a drawing that failed; with `wait`, waits for all of them."""

@@ -179,6 +179,12 @@ class Config:
     figures_every: int = _field(1, "Write figures (reconstructions, samples, latent plots) "
                                 "into <model_dir>/figures and TensorBoard every N epochs; "
                                 "0 turns them off.")
+    figures_budget: float = _field(
+        0.1, "The largest share of the run's time that drawing figures may take: after each "
+        "drawing (timed in its background thread), the next figures wait until the training "
+        "since then is at least drawing time / budget, on top of --figures_every; the last "
+        "epoch always gets its figures. Fast models then draw less often (said in one line). "
+        "0: every --figures_every epochs, however long drawing takes.")
     export: bool = _field(True, "At the end of training, export the model as a SavedModel "
                           "into <model_dir>/saved_model/<epoch>/, which saved_model/ then "
                           "points at.")
@@ -284,6 +290,8 @@ class Config:
                  "must be at least 1")
         _require(0 < self.test_fraction < 1, "test_fraction", self.test_fraction,
                  "must be between 0 and 1")
+        _require(0 <= self.figures_budget <= 1, "figures_budget", self.figures_budget,
+                 "must be between 0 (no limit) and 1")
         _require(self.memory_budget_mb >= 0, "memory_budget_mb", self.memory_budget_mb,
                  "must be 0 (a quarter of the memory) or more")
         _require(len(self.image_size) <= 2 and all(v >= 1 for v in self.image_size),

@@ -70,7 +70,8 @@ def _epoch_callbacks(config, state, model_dir, dataset, test_split, chief: bool,
                                                    config.seed)
             epoch_callbacks.append(callbacks.FigureWriter(
                 fixed, model_dir, os.path.join(model_dir, run_dir.TENSORBOARD_DIR),
-                config.figures_every, config.epochs, final=final))
+                config.figures_every, config.epochs, final=final,
+                budget=config.figures_budget))
         metrics_log = callbacks.MetricsLog(model_dir)
         epoch_callbacks.append(metrics_log)
     # Workers must save at the same step, so a timed save is for one process only.
