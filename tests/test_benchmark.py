@@ -62,3 +62,30 @@ def test_benchmark_profile_writes_a_trace_and_names_the_matmuls(tiny_data_dir, t
     assert list((tmp_path / "trace").rglob("*.xplane.pb"))
     train = next(row for row in rows if row["measure"] == "train")
     assert train["mixed_precision"] == "bfloat16" and train["intra_op_threads"] == 1
+
+
+def test_benchmark_whole_epochs_times_both_ways_and_their_ratio(tiny_data_dir, tmp_path):
+    model_dir = tmp_path / "untouched"
+    result = subprocess.run(
+        [sys.executable, "-m", "vae_tf.benchmark", "--arch=mlp", "--encoder_layers=32",
+         "--decoder_layers=32", "--z_dim=2", f"--data_dir={tiny_data_dir}",
+         f"--model_dir={model_dir}", "--batch_size=20", "--eval_batch_size=30", "--steps=2",
+         "--repeats=1", "--noplain", "--whole_epochs", "--nojit_compile",
+         "--steps_per_execution=1"],
+        capture_output=True, text=True, timeout=600, cwd=REPO_ROOT,
+        env=dict(os.environ, PYTHONPATH=REPO_ROOT))
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [json.loads(line) for line in result.stdout.splitlines()]  # JSON lines only
+    whole = {row["way"]: row for row in rows if row["measure"] == "whole_epoch"}
+    assert set(whole) == {"vae_tf", "plain"}
+    for row in whole.values():
+        # 240 training images in batches of 20; the test split is the tiny set's 60.
+        assert row["steps_per_epoch"] == 12 and row["test_images"] == 60
+        assert row["run_of_4_epochs_s"] > 0 and row["run_of_2_epochs_s"] > 0
+        assert row["epoch_s"] == (row["run_of_4_epochs_s"] - row["run_of_2_epochs_s"]) / 2
+    (ratio,) = [row for row in rows if row["measure"] == "whole_epoch_speedup_over_plain"]
+    assert ratio["ratio"] == whole["plain"]["epoch_s"] / whole["vae_tf"]["epoch_s"]
+    evaluation = next(row for row in rows if row["measure"] == "evaluation")
+    assert evaluation["iwae_samples_per_s"] > 0 and 0 < evaluation["iwae_fraction_of_peak"]
+    assert evaluation["iwae_speedup_over_fixed"] > 0
+    assert not model_dir.exists()

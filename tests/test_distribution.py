@@ -17,11 +17,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, SETTLED
 
 WORKER = os.path.join(REPO_ROOT, "tests", "distributed_worker.py")
 TINY = ["--arch=mlp", "--encoder_layers=32", "--decoder_layers=32", "--z_dim=2",
-        "--batch_size=32", "--figures_every=0", "--noprogress_bar", "--eval_batch_size=60"]
+        "--batch_size=32", "--figures_every=0", "--noprogress_bar", "--eval_batch_size=60",
+        *SETTLED]
 TIMEOUT = 240
 # Checkpoint bookkeeping rather than training state: how many saves this folder has seen.
 NOT_TRAINING_STATE = ("_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter/.ATTRIBUTES/VARIABLE_VALUE")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vae_tf import evaluation, training
+from vae_tf import checkpoints, data, evaluation, training
 
 from conftest import REPO_ROOT, parse_config
 
@@ -124,6 +124,36 @@ def test_evaluate_run_reports_consistent_bounds_and_writes_json(trained):
     assert result["nll_iwae_nats"] < -result["elbo_nats"]
     assert result["bits_per_dim"] == pytest.approx(result["nll_iwae_nats"] / (784 * math.log(2)))
     assert result["likelihood"] == "bernoulli" and result["binarize"] == "none"
+
+
+def test_auto_keeps_the_fastest_iwae_call_and_xla_draws_the_same_samples(
+        trained, tmp_path, monkeypatch):
+    monkeypatch.setenv("VAE_TF_CACHE_DIR", str(tmp_path / "cache"))  # nothing measured yet
+    result = evaluation.evaluate_run(trained["plain"], num_samples=64, progress=False,
+                                     judged=False)
+    # The tiny test split has 60 images and K = 64: the shapes are clipped to those.
+    shapes = {(min(b, 60), min(c, 64)) for b, c in evaluation.IWAE_SHAPES}
+    assert (result["iwae_batch_size"], result["iwae_chunk_size"]) in shapes
+    (cached,) = (tmp_path / "cache" / "tuning").iterdir()
+    trials = json.loads(cached.read_text())["trials"]
+    assert {t["jit_compile"] for t in trials} == {"true", "false"}
+    fastest = max(trials, key=lambda t: t["samples_per_s"])
+    assert [result[f"iwae_{name}"] for name in ("batch_size", "chunk_size", "jit_compile")] == \
+        [fastest[name] for name in ("batch_size", "chunk_size", "jit_compile")]
+    assert result["evaluation_seconds"] > 0
+    # Given values are kept, and nothing is measured.
+    given = evaluation.evaluate_run(trained["plain"], num_samples=64, batch_size=7,
+                                    chunk_size=5, jit_compile="false", progress=False,
+                                    judged=False)
+    assert (given["iwae_batch_size"], given["iwae_chunk_size"], given["iwae_how"]) == \
+        (7, 5, "as given")
+
+    # XLA changes the rounding, not the samples: the estimates agree closely.
+    config, state = checkpoints.restore_trained(trained["plain"])
+    images = tf.constant(data.load_for(config).test.float_images(20))
+    estimates = [evaluation.iwae_function(state.model, config, 64, 16, jit)(
+        images, tf.constant(3)).numpy() for jit in (False, True)]
+    np.testing.assert_allclose(estimates[0], estimates[1], rtol=0, atol=1e-3)
 
 
 def test_conditional_run_reports_classifier_metrics(trained):

@@ -13,10 +13,10 @@ import tensorflow as tf
 from vae_tf import exporting, training
 from vae_tf.errors import RunDirError
 
-from conftest import REPO_ROOT, parse_config
+from conftest import REPO_ROOT, SETTLED, parse_config
 
 SMALL = ["--encoder_layers=32", "--decoder_layers=32", "--conv_filters=8,8,8", "--batch_size=32",
-         "--noprogress_bar", "--figures_every=0", "--epochs=1", "--steps_per_epoch=3"]
+         "--noprogress_bar", "--figures_every=0", "--epochs=1", "--steps_per_epoch=3", *SETTLED]
 
 # Runs in a fresh interpreter that imports tensorflow and nothing of vae_tf.
 LOADER = textwrap.dedent("""

@@ -19,10 +19,10 @@ from PIL import Image
 from vae_tf import compat, data, image_files, models, training
 from vae_tf.errors import ConfigError, DataError
 
-from conftest import parse_config, real_data_dir
+from conftest import SETTLED, parse_config, real_data_dir
 
 QUICK = ["--noprogress_bar", "--epochs=1", "--steps_per_epoch=3", "--batch_size=50",
-         "--eval_batch_size=200", "--z_dim=2"]
+         "--eval_batch_size=200", "--z_dim=2", *SETTLED]
 SMALL_CONV = ["--arch=conv", "--conv_filters=8,8,8"]
 SMALL_MLP = ["--arch=mlp", "--encoder_layers=32", "--decoder_layers=32"]
 

@@ -10,10 +10,10 @@ from vae_tf import training, visualization
 from vae_tf.errors import ConfigError, RunDirError
 from vae_tf.visualization import PLOTS
 
-from conftest import REPO_ROOT, parse_config
+from conftest import REPO_ROOT, SETTLED, parse_config
 
 SMALL = ["--arch=mlp", "--encoder_layers=32", "--decoder_layers=32", "--batch_size=32",
-         "--noprogress_bar", "--figures_every=0", "--noexport"]
+         "--noprogress_bar", "--figures_every=0", "--noexport", *SETTLED]
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,15 @@ of one training step with TensorFlow's profiler.
 """
 
 import collections
+import contextlib
 import dataclasses
 import glob
+import math
 import os
 import platform
 import resource
 import statistics
+import sys
 import tempfile
 import time
 
@@ -22,7 +25,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vae_tf import checkpoints, compat, data, distribution, evaluation, models
+from vae_tf import checkpoints, compat, data, distribution, evaluation, models, training, tuning
 
 FLOPS_METHOD = "counted from the traced graph of one training step (tf.profiler float_operation)"
 
@@ -124,8 +127,109 @@ def time_plain_training(config, dataset, steps: int, repeats: int, warmup: int =
     return [float(np.mean(chunk)) for chunk in np.array_split(intervals, repeats)]
 
 
-def time_evaluation(model, config, split, iw_samples: int = 500, iw_images: int = 100) -> dict:
-    """Test ELBO images per second, and IWAE importance samples per second."""
+# Whole epochs are timed as (a fresh run of 4 epochs - a fresh run of 2) / 2, so that
+# start-up (data loading, building, tracing), the first epoch's tuning and figures, and
+# the last epoch's figures (always drawn) cancel out.
+WHOLE_EPOCH_RUNS = (2, 4)
+
+
+def _plain_fit(config, dataset, steps_per_epoch: int):
+    """A function training a fresh model `epochs` epochs the plain way, testing each epoch."""
+    config = dataclasses.replace(config, mixed_precision="none")
+    test_batches = data.eval_pipeline(data.prepare_test_split(dataset.test, config.binarize),
+                                      config.eval_batch_size)
+
+    def fit(epochs: int):
+        keras.utils.set_random_seed(config.seed)
+        model = models.build_vae(config, dataset.spec.num_classes, dataset.image_shape)
+        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), jit_compile=False,
+                      steps_per_execution=1)
+        model.fit(data.train_pipeline(dataset.train, config.batch_size, config.seed,
+                                      binarize=config.binarize),
+                  epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=test_batches,
+                  verbose=0)
+        return None
+    return fit
+
+
+def _vae_tf_train(config, scratch: str):
+    """A function running `vae_tf.train`'s training for `epochs` epochs in a fresh folder.
+
+    Everything an epoch does is in: the test evaluation, TensorBoard, figures,
+    checkpoints. Only the export at the end is left out (it is not per epoch).
+    """
+    def train(epochs: int):
+        run = dataclasses.replace(config, epochs=epochs, progress_bar=False, export=False,
+                                  model_dir=os.path.join(scratch, f"vae_tf_{epochs}"))
+        with contextlib.redirect_stdout(sys.stderr):  # standard output is JSON lines only
+            return training.train_and_evaluate(run).metrics
+    return train
+
+
+def time_whole_epochs(config, dataset, scratch: str):
+    """Yields the whole-epoch time of vae_tf and of the plain way, then their ratio.
+
+    After an untimed one-epoch run of each way (what is paid once per process:
+    imports, first traces), the runs alternate (vae_tf 2, plain 2, vae_tf 4,
+    plain 4), so that a slow spell of a shared machine falls on both ways.
+    """
+    steps = config.steps_per_epoch or math.ceil(len(dataset.train) / config.batch_size)
+    ways = {"vae_tf": _vae_tf_train(config, scratch), "plain": _plain_fit(config, dataset, steps)}
+    seconds, metrics = {way: {} for way in ways}, None
+    for train in ways.values():  # untimed: imports, first traces and caches are paid once
+        train(1)
+    for epochs in WHOLE_EPOCH_RUNS:
+        for way, train in ways.items():
+            start = time.perf_counter()
+            metrics = train(epochs) or metrics
+            seconds[way][epochs] = time.perf_counter() - start
+    # What vae_tf's last epoch spent, as its metrics.csv says (training includes the test).
+    last_epoch = {name: value for name, value in metrics[-1].items()
+                  if name.endswith("_seconds")}
+    first, last = WHOLE_EPOCH_RUNS
+    epoch = {way: (runs[last] - runs[first]) / (last - first) for way, runs in seconds.items()}
+    how = {"vae_tf": "python -m vae_tf.train's training (test set, TensorBoard, figures, "
+                     "checkpoints each epoch; no export)",
+           "plain": "model.fit, custom train_step, float32, no XLA, one step per execution, "
+                    "validation_data = the test split each epoch"}
+    for way in ways:
+        yield {"measure": "whole_epoch", "way": way, "epoch_s": epoch[way],
+               "steps_per_epoch": steps, "test_images": len(dataset.test),
+               **{f"run_of_{n}_epochs_s": seconds[way][n] for n in WHOLE_EPOCH_RUNS},
+               "how": how[way], **({"last_epoch_metrics": last_epoch} if way == "vae_tf" else {})}
+    yield {"measure": "whole_epoch_speedup_over_plain", "ratio": epoch["plain"] / epoch["vae_tf"],
+           "method": f"(run of {last} epochs - run of {first}) / {last - first}, each way"}
+
+
+def _iwae_samples_per_second(model, config, images, iw_samples: int, batch: int, chunk: int,
+                             jit_compile: bool) -> float:
+    estimate = evaluation.iwae_function(model, config, iw_samples, chunk, jit_compile)
+
+    def run():
+        for start in range(0, len(images), batch):
+            estimate(tf.constant(images[start:start + batch]), tf.constant(start)).numpy()
+
+    run()  # trace and compile
+    return len(images) * iw_samples / min(_timed(run, 2))
+
+
+def decoder_flops_per_sample(model, config, batch: int, chunk: int) -> float:
+    """Float operations of the IWAE's log p(x|z) per importance sample, from its graph."""
+    _, log_likelihood_fn = evaluation.model_functions(model, config)
+    spec = (tf.TensorSpec([batch, *model.image_shape], tf.float32),
+            tf.TensorSpec([chunk, batch, model.z_dim], tf.float32))
+    graph = tf.function(log_likelihood_fn).get_concrete_function(*spec).graph
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    profile = tf.compat.v1.profiler.profile(graph=graph, options=options)
+    return profile.total_float_ops / (batch * chunk)
+
+
+def time_evaluation(model, config, split, spec, peak: float, iw_samples: int = 500,
+                    iw_images: int = 100) -> dict:
+    """Test ELBO images per second; IWAE importance samples per second with the settings
+    `vae_tf.evaluate` measures (auto) and with the fixed 100 x 500 calls without XLA that
+    it used before, in the same process; the auto settings' fraction of the matmul peak."""
     model.make_test_function(force=True)
     batches = data.eval_pipeline(split, config.eval_batch_size)
     count = len(split)
@@ -138,17 +242,24 @@ def time_evaluation(model, config, split, iw_samples: int = 500, iw_images: int 
 
     elbo()
     elbo_seconds = statistics.median(_timed(elbo, 3))
-    encode_fn, log_likelihood_fn = evaluation.model_functions(model, config)
-    chunk = min(iw_samples, 500)
-    estimate = tf.function(lambda x: evaluation.importance_weighted_log_likelihood(
-        encode_fn, log_likelihood_fn, x, iw_samples, chunk, 0))
-    images = tf.constant(split.float_images(iw_images))
-    estimate(images).numpy()
-    iw_seconds = statistics.median(_timed(lambda: estimate(images).numpy(), 3))
-    samples_per_s = len(images) * iw_samples / iw_seconds
+    images = split.float_images(iw_images)
+    with contextlib.redirect_stdout(sys.stderr):  # its status line; standard output is JSON
+        settings = evaluation.iwae_settings(model, config, spec, images, iw_samples)
+    batch, chunk = settings["batch_size"], settings["chunk_size"]
+    tuned = _iwae_samples_per_second(model, config, images, iw_samples, batch, chunk,
+                                     settings["jit_compile"] == "true")
+    fixed = _iwae_samples_per_second(model, config, images, iw_samples, min(100, iw_images),
+                                     min(500, iw_samples), False)
+    flops = decoder_flops_per_sample(model, config, batch, chunk)
     return {"measure": "evaluation", "elbo_images_per_s": count / elbo_seconds,
-            "iwae_samples_per_s": samples_per_s, "iwae_k": iw_samples,
-            "iwae_10k_images_k5000_projected_s": 10000 * 5000 / samples_per_s}
+            "iwae_k": iw_samples, "iwae_images": len(images),
+            "iwae_batch_size": batch, "iwae_chunk_size": chunk,
+            "iwae_jit_compile": settings["jit_compile"], "iwae_how": settings["how"],
+            "iwae_samples_per_s": tuned, "iwae_fixed_100x500_samples_per_s": fixed,
+            "iwae_speedup_over_fixed": tuned / fixed,
+            "iwae_mflop_per_sample": flops / 1e6,
+            "iwae_fraction_of_peak": flops * tuned / 1e9 / peak,
+            "iwae_10k_images_k5000_projected_s": 10000 * 5000 / tuned}
 
 
 def profile_training(model, batches, steps_per_execution: int, logdir: str,
@@ -196,7 +307,7 @@ def _training_row(way, seconds_per_step, config, flops, peak, **extra) -> dict:
 
 
 def run(config, steps: int, repeats: int, synthetic: bool, plain: bool = True,
-        profile_dir: str = ""):
+        profile_dir: str = "", whole_epochs: bool = False):
     """Yields the benchmark's measurements, one dict each."""
     yield {"measure": "machine", "cpus": os.cpu_count(), "processor": platform.machine(),
            "tensorflow": tf.__version__, "keras": keras.__version__,
@@ -207,6 +318,10 @@ def run(config, steps: int, repeats: int, synthetic: bool, plain: bool = True,
     dataset = data.load_for(config)
     keras.utils.set_random_seed(config.seed)
     with tempfile.TemporaryDirectory() as scratch:  # no checkpoint is read or written
+        # --jit_compile=auto decided as training decides it (and cached alike), without its
+        # status line: the benchmark's standard output is JSON lines only.
+        config, _ = tuning.choose(config, dataset, scratch, distributed=False, chief=False)
+        keras.utils.set_random_seed(config.seed)
         # Built and compiled as in train.
         model = checkpoints.restore_run(config, scratch, dataset.spec).model
     flops = flops_per_image(model, config.batch_size)
@@ -243,7 +358,10 @@ def run(config, steps: int, repeats: int, synthetic: bool, plain: bool = True,
         yield {"measure": "speedup_over_plain",
                "ratio": row["images_per_s"] / plain_row["images_per_s"]}
     test_split = data.prepare_test_split(dataset.test, config.binarize)
-    yield time_evaluation(model, config, test_split)
+    yield time_evaluation(model, config, test_split, dataset.spec, peak["gflop_per_s"])
+    if whole_epochs:
+        with tempfile.TemporaryDirectory() as scratch:
+            yield from time_whole_epochs(config, dataset, scratch)
     # ru_maxrss is in KiB on Linux.
     yield {"measure": "memory", "peak_rss_mb": resource.getrusage(
         resource.RUSAGE_SELF).ru_maxrss / 1024}

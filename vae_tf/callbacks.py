@@ -4,9 +4,17 @@ They run in the order `training.train_and_evaluate` lists them: the
 checkpoints (`checkpoints.StepCheckpoint`, `checkpoints.EpochCheckpoint`) come
 after everything else but `StopOnSignal`. Everything that records an epoch (TensorBoard,
 metrics.csv) runs before the checkpoint of that epoch is saved, so a run
-stopped at any moment resumes from a checkpoint whose epoch is fully recorded.
+stopped at any moment resumes from a checkpoint whose epoch is fully recorded;
+the checkpoint's own save time is then added to the epoch's row.
+
+Each per-epoch extra is timed into the epoch's row of metrics.csv:
+`eval_seconds` (the test split's evaluation), `tensorboard_seconds`,
+`figures_seconds` (what the epoch waits for: computing the figures' arrays;
+drawing them runs in a background thread while training goes on) and
+`checkpoint_seconds`.
 """
 
+import concurrent.futures
 import dataclasses
 import math
 import os
@@ -17,7 +25,7 @@ import time
 import keras
 import tensorflow as tf
 
-from vae_tf import compat, figures, inspection, losses, run_dir
+from vae_tf import compat, figures, inspection, log, losses, run_dir
 from vae_tf.errors import Preempted, TrainingError
 
 
@@ -164,6 +172,12 @@ class TensorBoardScalars(keras.callbacks.Callback):
         writer.close()
 
     def on_epoch_end(self, epoch, logs=None):
+        start = time.perf_counter()
+        self._write(epoch, logs)
+        if logs is not None:
+            logs["tensorboard_seconds"] = time.perf_counter() - start
+
+    def _write(self, epoch, logs):
         with self.writers["train"].as_default():
             # convert_to_tensor reads a distributed (mirrored) variable too.
             tf.summary.scalar("learning_rate",
@@ -187,26 +201,75 @@ class TensorBoardScalars(keras.callbacks.Callback):
 
 
 class EpochTimer(keras.callbacks.Callback):
-    """Adds the wall-clock seconds of each epoch (training and test) to its logs."""
+    """Adds the wall-clock seconds of each epoch (training and test), and of its test
+    evaluation, to its logs; `first_epoch_extra` seconds (spent before training, such
+    as tuning) count in the first epoch."""
+
+    def __init__(self, first_epoch_extra: float = 0.0):
+        super().__init__()
+        self.extra = first_epoch_extra
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.start = time.perf_counter()
+        self.start = time.perf_counter() - self.extra
+        self.extra = 0.0
+        self.eval_seconds = 0.0
+
+    def on_test_begin(self, logs=None):
+        self.test_start = time.perf_counter()
+
+    def on_test_end(self, logs=None):
+        self.eval_seconds += time.perf_counter() - self.test_start
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["epoch_seconds"] = time.perf_counter() - self.start
+            logs["eval_seconds"] = self.eval_seconds
+
+
+class MetricsLog(keras.callbacks.Callback):
+    """Writes each epoch's logs as its row of metrics.csv; `add` puts more columns in it.
+
+    What Keras' CSVLogger did, except that each row is written atomically and
+    a callback that runs later (the epoch's checkpoint) can still add its own
+    column to the row.
+    """
+
+    def __init__(self, model_dir: str):
+        super().__init__()
+        self.model_dir = model_dir
+
+    def on_epoch_end(self, epoch, logs=None):
+        run_dir.write_metrics_row(self.model_dir, epoch, dict(logs or {}))
+
+    def add(self, epoch: int, **values) -> None:
+        run_dir.write_metrics_row(self.model_dir, epoch, values)
 
 
 class FigureWriter(keras.callbacks.Callback):
     """Writes the run's figures every `every` epochs, and GIFs and the projector at the end.
+
+    The figures' arrays are computed at the epoch's end, from the model as it
+    is then; drawing and saving them (matplotlib, PNG, TensorBoard images) runs
+    in a background thread during the next epoch. The end of training waits
+    for every drawing, and so does the interpreter's exit after Ctrl-C.
+
+    With a `budget` (a share of the run's time, --figures_budget), an epoch due
+    by `every` gets figures only if the time since the last figures is at least
+    that drawing's duration / budget, and no drawing is still running; the last
+    epoch always gets them. The first time this skips an epoch, one line says
+    how often figures come.
 
     It also records the op graph of one training step in TensorBoard, through
     `tf.summary.trace_on` and `trace_export` around the first step.
     """
 
     def __init__(self, fixed, model_dir: str, log_dir: str, every: int, last_epoch: int,
-                 final: bool = True):
+                 final: bool = True, budget: float = 0.0):
         super().__init__()
+        self.budget = budget
+        self.last_figures = None  # perf_counter() when the latest figures were started
+        self.draw_seconds = 0.0  # how long the latest finished drawing took
+        self.said_skipping = False
         self.final = final  # whether this `fit` call ends the run (GIFs, projector)
         self.fixed = fixed
         self.model_dir = model_dir
@@ -216,6 +279,9 @@ class FigureWriter(keras.callbacks.Callback):
         self.writer = tf.summary.create_file_writer(self.figures_log_dir)
         self.tracing = False
         self.graph_written = False
+        # One drawing thread, so that the figures of successive epochs are drawn in order.
+        self.drawer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="figures")
+        self.pending = []
 
     def on_train_begin(self, logs=None):
         # Earlier epochs' arrays, read once, so that a resumed run's figures span all epochs.
@@ -233,13 +299,54 @@ class FigureWriter(keras.callbacks.Callback):
             self.tracing = False
             self.graph_written = True
 
+    def _within_budget(self, now: float) -> bool:
+        if not self.budget or self.last_figures is None:
+            return True
+        if self.pending:  # still drawing: that alone takes more than an epoch
+            return False
+        return now - self.last_figures >= self.draw_seconds / self.budget
+
     def on_epoch_end(self, epoch, logs=None):
         completed = epoch + 1
-        if completed % self.every == 0 or completed == self.last_epoch:
-            figures.write_epoch(self.model, self.fixed, completed, self.model_dir,
-                                run_dir.read_metrics(self.model_dir), self.history, self.writer)
+        self._finish_drawings(wait=False)
+        now = time.perf_counter()
+        due = completed % self.every == 0
+        if due and completed != self.last_epoch and not self._within_budget(now):
+            if not self.said_skipping:
+                log.info(f"figures: drawing took {self.draw_seconds:.1f} s; drawn once per "
+                         f"{self.draw_seconds / self.budget:.0f} s of training from now on, "
+                         f"to keep them under {self.budget:.0%} of the time "
+                         f"(--figures_budget), and at the last epoch.")
+                self.said_skipping = True
+            return
+        if due or completed == self.last_epoch:
+            start = now
+            self.last_figures = start
+            arrays = figures.record_epoch(self.model, self.fixed, completed, self.model_dir,
+                                          self.history)
+            # This epoch's row is not in metrics.csv yet: the loss curves get it from `logs`.
+            metrics = [row for row in run_dir.read_metrics(self.model_dir)
+                       if row["epoch"] < epoch] + [{"epoch": epoch, **(logs or {})}]
+            self.pending.append(self.drawer.submit(
+                self._timed_drawing, completed, arrays, dict(self.history), metrics))
+            if logs is not None:
+                logs["figures_seconds"] = time.perf_counter() - start
+
+    def _timed_drawing(self, epoch, arrays, history, metrics):
+        start = time.perf_counter()
+        figures.draw_epoch(epoch, arrays, history, self.fixed, metrics, self.model_dir,
+                           self.writer)
+        self.draw_seconds = time.perf_counter() - start
+
+    def _finish_drawings(self, wait: bool) -> None:
+        """Re-raises the error of a drawing that failed; with `wait`, waits for all of them."""
+        for future in list(self.pending):
+            if wait or future.done():
+                future.result()
+                self.pending.remove(future)
 
     def on_train_end(self, logs=None):
+        self._finish_drawings(wait=True)
         if self.final:
             figures.write_animations(self.model_dir, self.fixed, self.history)
             z_mean, _ = inspection.encode(self.model, self.fixed.test_images)

@@ -28,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vae_tf import compat, log, run_dir
+from vae_tf import compat, log, run_dir, tuning
 from vae_tf.errors import RunDirError, TrainingError
 from vae_tf.models import VAE, build_vae
 
@@ -98,7 +98,9 @@ def restore_run(config, model_dir: str, spec=None, save_dir: str = None,
     spec = spec or run_dir.load_data_spec(model_dir, config.dataset)
     model = build_vae(config, spec.num_classes, spec.image_shape)
     optimizer = compat.make_adam(config.learning_rate)
-    model.compile(optimizer=optimizer, jit_compile=config.jit_compile,
+    # --jit_compile=auto is decided when training starts (vae_tf.tuning) and recorded.
+    jit_compile = tuning.resolved(config, model_dir).jit_compile == "true"
+    model.compile(optimizer=optimizer, jit_compile=jit_compile,
                   steps_per_execution=config.steps_per_execution)
     # Under --mixed_precision=float16, compile wraps Adam in a LossScaleOptimizer; the
     # checkpoint holds Adam itself, so its layout does not depend on the precision (the
@@ -278,19 +280,25 @@ class EpochCheckpoint(keras.callbacks.Callback):
     """Saves model, optimizer, epoch and RNG state through a CheckpointManager.
 
     The in-epoch checkpoint of the epoch, if any, is deleted once the epoch's own is saved.
+    With a `metrics_log` (`callbacks.MetricsLog`), the seconds the save took are
+    added to the epoch's row of metrics.csv as `checkpoint_seconds`.
     """
 
-    def __init__(self, state: RunState):
+    def __init__(self, state: RunState, metrics_log=None):
         super().__init__()
         self.state = state
+        self.metrics_log = metrics_log
 
     def on_epoch_end(self, epoch, logs=None):
+        start = time.perf_counter()
         _require_finite(self.model, f"after epoch {epoch + 1}")
         self.state.epoch.assign(epoch + 1)
         self.state.step.assign(0)
         self.state.manager.save(checkpoint_number=epoch + 1)
         if self.state.in_epoch_manager.checkpoints:
             remove_in_epoch(self.state)
+        if self.metrics_log is not None:
+            self.metrics_log.add(epoch, checkpoint_seconds=time.perf_counter() - start)
 
 
 class StepCheckpoint(keras.callbacks.Callback):

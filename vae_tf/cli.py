@@ -17,7 +17,7 @@ import sys  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 from vae_tf import preset_flags  # noqa: E402
-from vae_tf.config import Config  # noqa: E402
+from vae_tf.config import AUTO, AUTO_BOOL, AUTO_INT, Config  # noqa: E402
 from vae_tf.errors import ConfigError, Preempted, VaeTfError  # noqa: E402
 
 EXIT_ERROR = 1
@@ -31,11 +31,64 @@ def _default(field: dataclasses.Field):
     return field.default_factory()
 
 
+class _AutoBoolParser(flags.ArgumentParser):
+    """true, false or auto (also 1 and 0); a boolean flag, so --name and --noname work."""
+
+    def parse(self, argument):
+        value = {"1": "true", "0": "false"}.get(str(argument).strip().lower(),
+                                                str(argument).strip().lower())
+        if value not in AUTO_BOOL:
+            raise ValueError(f"expected true, false or auto, got {argument!r}")
+        return value
+
+    def flag_type(self):
+        return "true, false or auto"
+
+
+class _AutoIntParser(flags.ArgumentParser):
+    """auto (kept as AUTO, 0) or a positive integer."""
+
+    def parse(self, argument):
+        text = str(argument).strip().lower()
+        if text in ("auto", str(AUTO)):
+            return AUTO
+        try:
+            value = int(text)
+        except ValueError:
+            value = -1
+        if value < 1:
+            raise ValueError(f"expected auto or a positive integer, got {argument!r}")
+        return value
+
+    def flag_type(self):
+        return "auto or a positive integer"
+
+
+def define_auto_integer(name: str, help_text: str,
+                        flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """A flag taking auto (its default, read as AUTO) or a positive integer."""
+    flags.DEFINE_flag(flags.Flag(_AutoIntParser(), flags.ArgumentSerializer(), name, AUTO,
+                                 help_text), flag_values)
+
+
+def define_auto_boolean(name: str, default: str, help_text: str,
+                        flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """A flag taking true, false or auto; --name and --noname also work."""
+    flags.DEFINE_flag(flags.Flag(_AutoBoolParser(), flags.ArgumentSerializer(), name, default,
+                                 help_text, boolean=True), flag_values)
+
+
 def define_config_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     """Defines one flag per Config field, with its default, help and choices."""
     for field in dataclasses.fields(Config):
         default = _default(field)
         help_text = field.metadata["help"]
+        if field.metadata["choices"] == AUTO_BOOL:
+            define_auto_boolean(field.name, default, help_text, flag_values)
+            continue
+        if field.metadata["choices"] == AUTO_INT:
+            define_auto_integer(field.name, help_text, flag_values)
+            continue
         if field.metadata["choices"]:
             help_text += f" One of: {', '.join(field.metadata['choices'])}."
         if isinstance(default, bool):

@@ -27,6 +27,14 @@ CONDITIONS = models.CONDITIONS
 ACTIVATIONS = ("sigmoid", "relu", "leaky_relu", "tanh", "elu", "softplus")
 
 
+# The values of a setting that a measurement may decide (`vae_tf.tuning`); as a flag,
+# `--name` and `--noname` still mean true and false.
+AUTO_BOOL = ("auto", "true", "false")
+# An integer setting a measurement may decide: `auto` is stored as AUTO (0).
+AUTO = 0
+AUTO_INT = ("auto", "a positive integer")
+
+
 def _field(default, help, choices=None, identity=False):
     """A dataclass field that carries its flag help and allowed values."""
     metadata = {"help": help, "choices": choices, "identity": identity}
@@ -145,8 +153,13 @@ class Config:
         False, "Make TensorFlow's ops deterministic (tf.config.experimental."
         "enable_op_determinism). With a fixed --seed, a run stopped at any moment and resumed "
         "then ends with bitwise the same weights as a run never stopped.")
-    jit_compile: bool = _field(False, "Compile the training and test steps with XLA. Off by "
-                               "default: on a 2-core CPU it measured slower for both models.")
+    jit_compile: str = _field(
+        "auto", "Compile the training and test steps with XLA: true (--jit_compile), false "
+        "(--nojit_compile), or auto, which times a few training steps of this run's model with "
+        "and without XLA when training starts and keeps the faster (XLA was 1.4x faster for "
+        "the conv preset on an AVX2 CPU and slower on an AVX-512 one). The choice is cached "
+        "per machine and model in ~/.cache/vae_tf/tuning/ and recorded in "
+        "<model_dir>/tuning.json, which a resumed run keeps.", AUTO_BOOL)
     intra_op_threads: int = _field(
         0, "Threads TensorFlow may use inside one op; 0 leaves TensorFlow's default (one per "
         "core). 1 speeds up small models such as the MLP preset, whose ops are too small to "
@@ -159,11 +172,19 @@ class Config:
         "weights, z_mean, z_log_var, the decoder's logits and every loss stay float32. "
         "float16 scales the loss against underflow.", PRECISIONS)
     steps_per_execution: int = _field(
-        1, "Training steps run per call into TensorFlow's compiled step; more cut the "
-        "per-step Python overhead of small models. Callbacks then see every N-th step.")
+        AUTO, "Training steps run per call into TensorFlow's compiled step; more cut the "
+        "per-step Python overhead of small models. Callbacks then see every N-th step. auto "
+        "times 1, 10 and 50 (those whose call would take under a second) when training starts "
+        "and keeps the fastest, recorded and cached as --jit_compile=auto is.", AUTO_INT)
     figures_every: int = _field(1, "Write figures (reconstructions, samples, latent plots) "
                                 "into <model_dir>/figures and TensorBoard every N epochs; "
                                 "0 turns them off.")
+    figures_budget: float = _field(
+        0.1, "The largest share of the run's time that drawing figures may take: after each "
+        "drawing (timed in its background thread), the next figures wait until the training "
+        "since then is at least drawing time / budget, on top of --figures_every; the last "
+        "epoch always gets its figures. Fast models then draw less often (said in one line). "
+        "0: every --figures_every epochs, however long drawing takes.")
     export: bool = _field(True, "At the end of training, export the model as a SavedModel "
                           "into <model_dir>/saved_model/<epoch>/, which saved_model/ then "
                           "points at.")
@@ -202,9 +223,19 @@ class Config:
 
     @classmethod
     def from_dict(cls, values: dict) -> "Config":
-        """A Config from a dict, ignoring keys this version does not know."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names})
+        """A Config from a dict, ignoring keys this version does not know.
+
+        Settings that were booleans before they could be `auto` read as true or false.
+        """
+        auto = {f.name for f in dataclasses.fields(cls) if f.metadata["choices"] == AUTO_BOOL}
+        known = {}
+        for field in dataclasses.fields(cls):
+            if field.name in values:
+                value = values[field.name]
+                if field.name in auto and isinstance(value, bool):
+                    value = "true" if value else "false"
+                known[field.name] = value
+        return cls(**known)
 
     def to_flag_lines(self) -> list:
         """The configuration as absl flagfile lines (`--name=value`)."""
@@ -215,6 +246,8 @@ class Config:
                 lines.append(f"--{f.name}" if value else f"--no{f.name}")
             elif isinstance(value, list):
                 lines.append(f"--{f.name}={','.join(str(v) for v in value)}")
+            elif f.metadata["choices"] == AUTO_INT and value == AUTO:
+                lines.append(f"--{f.name}=auto")
             else:
                 lines.append(f"--{f.name}={value}")
         return lines
@@ -224,7 +257,7 @@ class Config:
         for f in dataclasses.fields(self):
             choices = f.metadata["choices"]
             value = getattr(self, f.name)
-            if choices and value not in choices:
+            if choices and choices != AUTO_INT and value not in choices:
                 raise ConfigError(f"--{f.name}={value} is not one of {', '.join(choices)}.")
         _require(self.z_dim >= 1, "z_dim", self.z_dim, "must be at least 1")
         _require(self.epochs >= 1, "epochs", self.epochs, "must be at least 1")
@@ -244,8 +277,8 @@ class Config:
         _require(0 <= self.dropout < 1, "dropout", self.dropout, "must be in [0, 1)")
         _require(self.leaky_relu_slope >= 0, "leaky_relu_slope", self.leaky_relu_slope,
                  "must be 0 or more")
-        _require(self.steps_per_execution >= 1, "steps_per_execution",
-                 self.steps_per_execution, "must be at least 1")
+        _require(self.steps_per_execution >= 0, "steps_per_execution",
+                 self.steps_per_execution, "must be auto or at least 1")
         for name in ("intra_op_threads", "inter_op_threads"):
             _require(getattr(self, name) >= 0, name, getattr(self, name),
                      "must be 0 (TensorFlow's default) or more")
@@ -257,6 +290,8 @@ class Config:
                  "must be at least 1")
         _require(0 < self.test_fraction < 1, "test_fraction", self.test_fraction,
                  "must be between 0 and 1")
+        _require(0 <= self.figures_budget <= 1, "figures_budget", self.figures_budget,
+                 "must be between 0 (no limit) and 1")
         _require(self.memory_budget_mb >= 0, "memory_budget_mb", self.memory_budget_mb,
                  "must be 0 (a quarter of the memory) or more")
         _require(len(self.image_size) <= 2 and all(v >= 1 for v in self.image_size),

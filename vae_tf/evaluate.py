@@ -16,8 +16,13 @@ from vae_tf.errors import ConfigError
 flags.DEFINE_string("model_dir", "", "Folder of the run to evaluate (as given to vae_tf.train).")
 flags.DEFINE_integer("num_examples", 0, "Evaluate the first N test images; 0 means all.")
 flags.DEFINE_integer("iw_samples", 5000, "Importance samples K per image for the IWAE bound.")
-flags.DEFINE_integer("batch_size", 100, "Test images per batch.")
-flags.DEFINE_integer("chunk_size", 500, "Importance samples drawn at once; bounds the memory.")
+cli.define_auto_integer("batch_size", "Test images per call of the IWAE estimate; auto times "
+                        "a few shapes of call (and XLA) on the first test images, keeps the "
+                        "fastest and caches the choice per machine and model.")
+cli.define_auto_integer("chunk_size", "Importance samples per image drawn at once; bounds the "
+                        "memory. auto: measured with --batch_size.")
+cli.define_auto_boolean("jit_compile", "auto", "Compile the IWAE estimate with XLA: true, false "
+                        "or auto (measured with --batch_size).")
 flags.DEFINE_string("data_dir", "", "Folder of the IDX files; empty uses the run's own.")
 flags.DEFINE_boolean("judge", True, "Grade 10,000 samples from the prior with an independent "
                      "classifier trained on the training split (once per data set, then "
@@ -29,16 +34,15 @@ FLAGS = flags.FLAGS
 def main(argv):
     del argv  # cli.run rejects positional arguments
     cli.require_model_dir(FLAGS.model_dir)
-    for name in ("iw_samples", "batch_size", "chunk_size"):
-        if FLAGS[name].value < 1:
-            raise ConfigError(f"--{name}={FLAGS[name].value} must be at least 1.")
+    if FLAGS.iw_samples < 1:
+        raise ConfigError(f"--iw_samples={FLAGS.iw_samples} must be at least 1.")
     if FLAGS.num_examples < 0:
         raise ConfigError(f"--num_examples={FLAGS.num_examples} must be 0 (all) or more.")
     from vae_tf import evaluation
 
     result = evaluation.evaluate_run(FLAGS.model_dir, FLAGS.num_examples, FLAGS.iw_samples,
                                      FLAGS.batch_size, FLAGS.chunk_size, FLAGS.data_dir,
-                                     judged=FLAGS.judge)
+                                     judged=FLAGS.judge, jit_compile=FLAGS.jit_compile)
     print(json.dumps(result, indent=2, sort_keys=True))
     print(f"vae_tf: wrote {os.path.join(FLAGS.model_dir, 'evaluation.json')}")
 

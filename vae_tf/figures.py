@@ -26,6 +26,7 @@ NUM_SAMPLES = 64
 MANIFOLD_SIZE = 20
 FRAME_DPI = 80
 SPRITE_MAX_PIXELS = 8192  # the projector's largest sprite sheet, per side
+MAX_TEST_BYTES = 200 * 2**20  # of test images held for the scatter and the projector
 
 
 @dataclasses.dataclass
@@ -40,6 +41,10 @@ class FixedInputs:
 
     @classmethod
     def from_split(cls, split, class_names, seed, max_test=10000):
+        # At most MAX_TEST_BYTES of float32 test images, which large colour images reach
+        # well before 10,000 of them (64x64x3: 4,266).
+        per_image = 4 * int(np.prod(split.image_shape))
+        max_test = min(max_test, max(1000, MAX_TEST_BYTES // per_image))
         images = split.float_images(max_test)
         labels = split.labels[:max_test]
         chosen = inspection.one_per_class(labels, len(class_names))
@@ -141,6 +146,16 @@ def write_epoch(model, fixed: FixedInputs, epoch: int, model_dir: str, metrics: 
     a TensorBoard `writer`, also logs the reconstruction, sample and
     conditional images and histograms of z_mean and exp(z_log_var).
     """
+    arrays = record_epoch(model, fixed, epoch, model_dir, history)
+    return draw_epoch(epoch, arrays, dict(history), fixed, metrics, model_dir, writer)
+
+
+def record_epoch(model, fixed: FixedInputs, epoch: int, model_dir: str, history: dict) -> dict:
+    """Computes the arrays of `epoch`'s figures, keeps them on disk and in `history`.
+
+    This half needs the model as it is at the epoch's end; `draw_epoch`, which
+    needs only the arrays, can then run while training goes on.
+    """
     os.makedirs(os.path.join(model_dir, HISTORY_DIR), exist_ok=True)
     arrays = epoch_arrays(model, fixed)
     write_atomically(os.path.join(model_dir, HISTORY_DIR, f"epoch_{epoch:03d}.npz"),
@@ -149,6 +164,12 @@ def write_epoch(model, fixed: FixedInputs, epoch: int, model_dir: str, metrics: 
     # Epochs after this one can only be left over from a run stopped before its checkpoint.
     for stale in [e for e in history if e > epoch]:
         del history[stale]
+    return arrays
+
+
+def draw_epoch(epoch: int, arrays: dict, history: dict, fixed: FixedInputs, metrics: list,
+               model_dir: str, writer=None) -> list:
+    """Draws and saves the figures of `epoch` from its arrays; returns their paths."""
     figures = epoch_figures(epoch, arrays, history, fixed, metrics)
     paths = [_save(figure, os.path.join(model_dir, FIGURES_DIR, name))
              for name, figure in figures.items()]

@@ -1,5 +1,6 @@
 """Writing files so that readers only ever see the old version or the whole new one,
-and reporting a full disk as one line that says how much room is needed."""
+reporting a full disk as one line that says how much room is needed, and where
+vae_tf keeps its cache."""
 
 import contextlib
 import errno
@@ -9,6 +10,16 @@ import shutil
 from vae_tf.errors import DiskFullError
 
 _FULL = (errno.ENOSPC, errno.EDQUOT)
+CACHE_ENV = "VAE_TF_CACHE_DIR"
+
+
+def cache_dir() -> str:
+    """vae_tf's cache (judges, tuning): $VAE_TF_CACHE_DIR, else ~/.cache/vae_tf (or
+    $XDG_CACHE_HOME/vae_tf)."""
+    if os.environ.get(CACHE_ENV):
+        return os.environ[CACHE_ENV]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "vae_tf")
 
 
 def is_disk_full(error: BaseException) -> bool:

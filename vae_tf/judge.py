@@ -26,24 +26,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vae_tf import image_files, log
+from vae_tf import files, image_files, log
 from vae_tf.data import Split
 from vae_tf.files import write_text_atomically
 
-CACHE_ENV = "VAE_TF_CACHE_DIR"
 FEATURES = 128  # width of the penultimate layer, the features of the Fréchet distance
 EPOCHS = 4
 BATCH_SIZE = 128
 # A streamed training split trains the judge on its first images, at most this many.
 MAX_STREAMED_TRAIN = 60000
-
-
-def cache_dir() -> str:
-    """Where judges are kept: $VAE_TF_CACHE_DIR, else ~/.cache/vae_tf (or $XDG_CACHE_HOME)."""
-    if os.environ.get(CACHE_ENV):
-        return os.environ[CACHE_ENV]
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "vae_tf")
 
 
 def fingerprint(split: Split) -> str:
@@ -114,7 +105,7 @@ class Judge:
 def load_or_train(train: Split, test: Split, dataset_name: str, num_classes: int,
                   seed: int = 0, epochs: int = EPOCHS) -> Judge:
     """The cached judge of this training split, trained first if there is none."""
-    folder = os.path.join(cache_dir(), "judges",
+    folder = os.path.join(files.cache_dir(), "judges",
                           f"{dataset_name}-{fingerprint(train)}-seed{seed}")
     weights_path = os.path.join(folder, "judge.weights.h5")
     info_path = os.path.join(folder, "judge.json")

@@ -145,6 +145,37 @@ def read_metrics(model_dir: str) -> list:
              for key, value in row.items() if value not in (None, "")} for row in rows]
 
 
+def _write_metrics(path: str, rows: list) -> None:
+    columns = ["epoch"] + sorted({key for row in rows for key in row} - {"epoch"})
+    text = io.StringIO()
+    writer = csv.DictWriter(text, columns, restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomically(path, text.getvalue())
+
+
+def write_metrics_row(model_dir: str, epoch: int, values: dict) -> None:
+    """Adds the row of `epoch` (0-based) to metrics.csv, or updates its columns in place.
+
+    The file is rewritten whole and atomically, with a column for every key any
+    row has (left empty in rows without it), so a kill never leaves half a row
+    and later versions may add columns.
+    """
+    path = os.path.join(model_dir, METRICS_FILE)
+    rows = []
+    if os.path.isfile(path):
+        with open(path, newline="") as stream:
+            rows = [{key: value for key, value in row.items() if value not in (None, "")}
+                    for row in csv.DictReader(stream)]
+    mine = [row for row in rows if int(row["epoch"]) == epoch]
+    if mine:
+        mine[0].update({key: repr(float(value)) for key, value in values.items()})
+    else:
+        rows.append({"epoch": str(epoch),
+                     **{key: repr(float(value)) for key, value in values.items()}})
+    _write_metrics(path, rows)
+
+
 def trim_metrics(model_dir: str, first_epoch: int) -> None:
     """Drops metrics.csv rows of epochs >= first_epoch, which a resumed run redoes."""
     path = os.path.join(model_dir, METRICS_FILE)

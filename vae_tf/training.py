@@ -28,6 +28,7 @@ from vae_tf import (
     log,
     run_dir,
     run_lock,
+    tuning,
 )
 from vae_tf.config import Config
 from vae_tf.errors import ConfigError
@@ -45,39 +46,40 @@ class TrainResult:
 
 def _epoch_callbacks(config, state, model_dir, dataset, test_split, chief: bool,
                      steps_per_epoch: int, first_step: int, final: bool,
-                     multi_worker: bool) -> list:
+                     multi_worker: bool, tuning_seconds: float = 0.0) -> list:
     """The callbacks of one `fit` call, in order; a non-chief worker only keeps checkpoints.
 
     `first_step` is the step inside the first epoch at which this call starts
     (a run resumed from an in-epoch checkpoint); `final` says whether the call
-    ends the run, which writes the GIFs and the projector.
+    ends the run, which writes the GIFs and the projector. `tuning_seconds`, the
+    time `vae_tf.tuning` spent measuring, counts in the first epoch's time.
     """
     # Order matters: the epoch is recorded everywhere before its checkpoint is saved, and
     # a signal is acted on after the checkpoints.
     epoch_callbacks = [
         callbacks.KLWarmup(config.beta, config.kl_warmup_epochs),
-        callbacks.EpochTimer(),
+        callbacks.EpochTimer(tuning_seconds),
         callbacks.StopOnNonFinite(),
     ]
+    metrics_log = None
     if chief:
-        epoch_callbacks += [
-            callbacks.TensorBoardScalars(os.path.join(model_dir, run_dir.TENSORBOARD_DIR),
-                                         config),
-            keras.callbacks.CSVLogger(os.path.join(model_dir, run_dir.METRICS_FILE),
-                                      append=True),
-        ]
+        epoch_callbacks.append(callbacks.TensorBoardScalars(
+            os.path.join(model_dir, run_dir.TENSORBOARD_DIR), config))
         if config.figures_every:
             fixed = figures.FixedInputs.from_split(test_split, dataset.class_names,
                                                    config.seed)
             epoch_callbacks.append(callbacks.FigureWriter(
                 fixed, model_dir, os.path.join(model_dir, run_dir.TENSORBOARD_DIR),
-                config.figures_every, config.epochs, final=final))
+                config.figures_every, config.epochs, final=final,
+                budget=config.figures_budget))
+        metrics_log = callbacks.MetricsLog(model_dir)
+        epoch_callbacks.append(metrics_log)
     # Workers must save at the same step, so a timed save is for one process only.
     every_seconds = 0 if multi_worker else checkpoints.DEFAULT_CHECKPOINT_SECONDS
     step_checkpoint = checkpoints.StepCheckpoint(
         state, steps_per_epoch, first_step, every_steps=_every_steps(config),
         every_seconds=0 if config.checkpoint_every_steps else every_seconds)
-    epoch_callbacks += [step_checkpoint, checkpoints.EpochCheckpoint(state),
+    epoch_callbacks += [step_checkpoint, checkpoints.EpochCheckpoint(state, metrics_log),
                         callbacks.StopOnSignal(None if multi_worker else step_checkpoint)]
     return epoch_callbacks
 
@@ -154,23 +156,26 @@ def _whole_executions(config: Config, steps_per_epoch: int, chief: bool,
 
 def _train(config, strategy, dataset, model_dir: str, scratch) -> TrainResult:
     chief = scratch is None
+    # Before the seed is set: measuring builds and trains throwaway models.
+    tuned, tuning_seconds = tuning.choose(config, dataset, model_dir,
+                                          distributed=config.strategy != "default", chief=chief)
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     steps_per_epoch = config.steps_per_epoch or math.ceil(len(dataset.train) / config.batch_size)
     _, first_step = checkpoints.resume_position(model_dir)
-    compiled = _whole_executions(config, steps_per_epoch, chief, first_step)
+    compiled = _whole_executions(tuned, steps_per_epoch, chief, first_step)
     with strategy.scope():
         state = checkpoints.restore_run(compiled, model_dir, dataset.spec, save_dir=scratch,
                                         in_epoch=True)
     with files.reporting_full_disk(scratch or model_dir,
                                    lambda: checkpoints.checkpoint_bytes(state), "this model"):
         return _fit_and_export(config, compiled, state, strategy, dataset, model_dir, scratch,
-                               steps_per_epoch)
+                               steps_per_epoch, tuning_seconds)
 
 
 def _fit_and_export(config, compiled, state, strategy, dataset, model_dir, scratch,
-                    steps_per_epoch) -> TrainResult:
+                    steps_per_epoch, tuning_seconds: float = 0.0) -> TrainResult:
     chief = scratch is None
     initial_epoch, first_step = state.completed_epochs, state.step_in_epoch
     if chief:
@@ -210,7 +215,8 @@ def _fit_and_export(config, compiled, state, strategy, dataset, model_dir, scrat
                             steps_per_epoch=steps_per_epoch - step, validation_data=test_batches,
                             callbacks=_epoch_callbacks(
                                 compiled, state, model_dir, dataset, test_split, chief,
-                                steps_per_epoch, step, index == len(calls) - 1, multi_worker),
+                                steps_per_epoch, step, index == len(calls) - 1, multi_worker,
+                                tuning_seconds if index == 0 else 0.0),
                             shuffle=False, verbose=1 if config.progress_bar and chief else 0)
     if config.export and (initial_epoch < config.epochs or not os.path.isdir(
             os.path.join(model_dir, exporting.EXPORT_DIR))):
