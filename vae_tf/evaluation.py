@@ -136,8 +136,8 @@ def iwae_settings(model, config, spec, images: np.ndarray, num_samples: int,
                  + " (images x samples per call)" + (" with and without XLA"
                                                      if len(jits) > 1 else "") + "...")
         probe = _samples_per_second(model, config, images, *shapes[0], jits[0] == "true")
-        affordable = [shape for shape in shapes
-                      if shape[0] * shape[1] / probe < IWAE_MAX_CALL_SECONDS]
+        affordable = [shape for shape in shapes if shape == shapes[0]
+                      or shape[0] * shape[1] / probe < IWAE_MAX_CALL_SECONDS]
         trials = [{"batch_size": b, "chunk_size": c, "jit_compile": jit,
                    "samples_per_s": probe if ((b, c), jit) == (shapes[0], jits[0]) else
                    _samples_per_second(model, config, images, b, c, jit == "true")}
