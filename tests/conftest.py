@@ -48,6 +48,7 @@ def write_dataset(folder, num_train=240, num_test=60, seed=0):
     return str(folder)
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
     """Slow tests first, so that with two workers (`make test`) the long ones start at
     once rather than leaving one worker busy at the end; and each module whose tests
