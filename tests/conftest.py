@@ -56,7 +56,9 @@ def pytest_collection_modifyitems(config, items):
     fixture is built once."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
     for item in items:
-        definitions = getattr(item, "_fixtureinfo", None)  # pytest's, for a test function
+        # pytest's record of the fixtures a test function uses (private, no public API
+        # gives their scopes; tested with the pytest versions setup.cfg allows).
+        definitions = getattr(item, "_fixtureinfo", None)
         if definitions and any(definition.scope == "module"
                                for chain in definitions.name2fixturedefs.values()
                                for definition in chain):
