@@ -3,6 +3,7 @@
 #   make train                      # trains: python -m vae_tf.train --dataset=fashion_mnist --z_dim=2
 #   make train FLAGS="--epochs=1"   # extra flags for vae_tf.train
 #   make test                       # ruff, then the whole test suite (PYTEST_ARGS="-k data")
+#   make test TEST_WORKERS=1        # in one process (default: one per core, up to 2)
 #
 # Everything goes into the virtual environment $(VENV); activate it with
 # `. .venv/bin/activate` to run `python -m vae_tf.<command>` directly.
@@ -11,6 +12,9 @@ PYTHON ?= python3
 VENV ?= .venv
 FLAGS ?=
 PYTEST_ARGS ?=
+# pytest-xdist workers: most tests are single-threaded start-up and tracing, so two
+# processes on two cores finish the suite sooner than one.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 2 ] && n=2; echo $$n)
 PY := $(VENV)/bin/python
 FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
 # The offline MNIST copy beside a checkout, which CI uses too, unless VAE_TF_DATA_DIR is set.
@@ -52,7 +56,7 @@ train: install
 
 test: install
 	$(VENV)/bin/ruff check .
-	MPLBACKEND=Agg $(PY) -m pytest $(PYTEST_ARGS)
+	MPLBACKEND=Agg $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

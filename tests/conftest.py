@@ -48,6 +48,23 @@ def write_dataset(folder, num_train=240, num_test=60, seed=0):
     return str(folder)
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
+def pytest_collection_modifyitems(config, items):
+    """Slow tests first, so that with two workers (`make test`) the long ones start at
+    once rather than leaving one worker busy at the end; and each module whose tests
+    share a module-scoped fixture (a trained model) in one xdist group, so that the
+    fixture is built once."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    for item in items:
+        # pytest's record of the fixtures a test function uses (private, no public API
+        # gives their scopes; tested with the pytest versions setup.cfg allows).
+        definitions = getattr(item, "_fixtureinfo", None)
+        if definitions and any(definition.scope == "module"
+                               for chain in definitions.name2fixturedefs.values()
+                               for definition in chain):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def judge_cache(tmp_path_factory):
     """Judges trained by the tests stay in the session's temporary folder, not ~/.cache."""

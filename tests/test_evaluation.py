@@ -78,6 +78,25 @@ def test_iwae_with_5000_samples_recovers_the_exact_likelihood_from_a_poor_poster
     assert np.mean(exact - one) > 0.3  # the poor posterior's ELBO is visibly loose
 
 
+def test_chunks_in_a_loop_and_a_remainder_draw_what_one_pass_over_their_samples_would():
+    x = _data(5)
+    mean, log_var = _posterior(x)
+    mean, log_var = mean + 0.2, log_var + 0.3
+    encode = lambda inputs: (tf.constant(mean, tf.float32), tf.constant(log_var, tf.float32))  # noqa: E731
+    # K = 1200 in chunks of 500: two chunks in the loop, then a remainder of 200, each
+    # drawn with the seed (seed, first sample's index).
+    epsilon = np.concatenate([tf.random.stateless_normal([count, 5, Z], seed=[7, start]).numpy()
+                              for start, count in ((0, 500), (500, 500), (1000, 200))])
+    z = mean + np.exp(0.5 * log_var) * epsilon  # [K, B, Z]
+    log_weights = (_log_likelihood_fn(tf.constant(x), tf.constant(z, tf.float32)).numpy()
+                   - 0.5 * np.sum(z ** 2 - epsilon ** 2 - log_var, axis=-1))
+    expected = np.logaddexp.reduce(log_weights.astype(np.float64), axis=0) - math.log(1200)
+    for run in (lambda f: f(), lambda f: tf.function(f)()):  # eagerly and traced
+        estimate = run(lambda: evaluation.importance_weighted_log_likelihood(
+            encode, _log_likelihood_fn, tf.constant(x), 1200, 500, 7))
+        np.testing.assert_allclose(estimate.numpy(), expected, rtol=0, atol=1e-3)
+
+
 def test_one_sample_is_the_elbo_in_expectation():
     x = np.repeat(_data(1), 20000, axis=0)
     mean, log_var = _posterior(x)
@@ -154,6 +173,18 @@ def test_auto_keeps_the_fastest_iwae_call_and_xla_draws_the_same_samples(
     estimates = [evaluation.iwae_function(state.model, config, 64, 16, jit)(
         images, tf.constant(3)).numpy() for jit in (False, True)]
     np.testing.assert_allclose(estimates[0], estimates[1], rtol=0, atol=1e-3)
+
+
+def test_auto_still_chooses_when_every_call_is_too_slow_to_time(trained, tmp_path, monkeypatch):
+    monkeypatch.setenv("VAE_TF_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(evaluation, "IWAE_MAX_CALL_SECONDS", 0.0)  # every shape is "too slow"
+    result = evaluation.evaluate_run(trained["plain"], num_samples=64, progress=False,
+                                     judged=False, jit_compile="false")
+    # Only the probed, smallest shape was timed, and it is the choice.
+    smallest = min({(min(b, 60), min(c, 64)) for b, c in evaluation.IWAE_SHAPES},
+                   key=lambda shape: shape[0] * shape[1])
+    assert (result["iwae_batch_size"], result["iwae_chunk_size"]) == smallest
+    assert np.isfinite(result["nll_iwae_nats"])
 
 
 def test_conditional_run_reports_classifier_metrics(trained):

@@ -10,10 +10,11 @@ import os
 import papermill
 import pytest
 
-from conftest import REPO_ROOT, real_data_dir
+from conftest import REPO_ROOT, SETTLED, real_data_dir
 
 NOTEBOOKS_DIR = os.path.join(REPO_ROOT, "notebooks")
-# name: (data sets it needs, parameters, a file its run must leave behind)
+# name: (data sets it needs, parameters, a file its run must leave behind). Every
+# notebook also gets EXTRA_FLAGS=SETTLED: the settings auto would measure, given.
 CASES = {
     "01_mlp_conditional_vae.ipynb": (
         ["mnist"], {"EPOCHS": 2, "STEPS_PER_EPOCH": 2, "MODEL_DIR": "run"},
@@ -52,7 +53,7 @@ def test_notebook_runs(name, tmp_path):
     for dataset in datasets:
         real_data_dir(dataset)
     parameters = {key: str(tmp_path / value) if key.endswith(("_DIR", "_FOLDER")) else value
-                  for key, value in parameters.items()}
+                  for key, value in parameters.items()} | {"EXTRA_FLAGS": SETTLED}
     output = tmp_path / name
     papermill.execute_notebook(os.path.join(NOTEBOOKS_DIR, name), str(output),
                                parameters=parameters, cwd=NOTEBOOKS_DIR, kernel_name="python3",

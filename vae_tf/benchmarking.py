@@ -67,11 +67,15 @@ def flops_per_image(model, batch_size: int) -> float:
     spec = (tf.TensorSpec([batch_size, *model.image_shape], tf.float32),
             tf.TensorSpec([batch_size], tf.int32))
     step = tf.function(lambda images, labels: model.train_step((images, labels)))
-    graph = step.get_concrete_function(*spec).graph
+    return _graph_flops(step, spec) / batch_size
+
+
+def _graph_flops(function: tf.function, spec) -> int:
+    """Float operations of `function`'s graph traced for `spec`, by TF's profiler."""
+    graph = function.get_concrete_function(*spec).graph
     options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
     options["output"] = "none"
-    profile = tf.compat.v1.profiler.profile(graph=graph, options=options)
-    return profile.total_float_ops / batch_size
+    return tf.compat.v1.profiler.profile(graph=graph, options=options).total_float_ops
 
 
 def _synthetic_batches(split, batch_size: int):
@@ -218,11 +222,7 @@ def decoder_flops_per_sample(model, config, batch: int, chunk: int) -> float:
     _, log_likelihood_fn = evaluation.model_functions(model, config)
     spec = (tf.TensorSpec([batch, *model.image_shape], tf.float32),
             tf.TensorSpec([chunk, batch, model.z_dim], tf.float32))
-    graph = tf.function(log_likelihood_fn).get_concrete_function(*spec).graph
-    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
-    options["output"] = "none"
-    profile = tf.compat.v1.profiler.profile(graph=graph, options=options)
-    return profile.total_float_ops / (batch * chunk)
+    return _graph_flops(tf.function(log_likelihood_fn), spec) / (batch * chunk)
 
 
 def time_evaluation(model, config, split, spec, peak: float, iw_samples: int = 500,

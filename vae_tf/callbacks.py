@@ -332,17 +332,19 @@ class FigureWriter(keras.callbacks.Callback):
             if logs is not None:
                 logs["figures_seconds"] = time.perf_counter() - start
 
-    def _timed_drawing(self, epoch, arrays, history, metrics):
+    def _timed_drawing(self, epoch, arrays, history, metrics) -> float:
+        """Draws in the drawing thread; returns its seconds (read by the training thread
+        from the future, so that no attribute is shared between the threads)."""
         start = time.perf_counter()
         figures.draw_epoch(epoch, arrays, history, self.fixed, metrics, self.model_dir,
                            self.writer)
-        self.draw_seconds = time.perf_counter() - start
+        return time.perf_counter() - start
 
     def _finish_drawings(self, wait: bool) -> None:
         """Re-raises the error of a drawing that failed; with `wait`, waits for all of them."""
         for future in list(self.pending):
             if wait or future.done():
-                future.result()
+                self.draw_seconds = future.result()
                 self.pending.remove(future)
 
     def on_train_end(self, logs=None):

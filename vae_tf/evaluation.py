@@ -41,16 +41,29 @@ def importance_weighted_log_likelihood(encode_fn, log_likelihood_fn, inputs, num
     z_mean, z_log_var = encode_fn(inputs)
     batch = tf.shape(z_mean)[0]
     z_dim = z_mean.shape[-1]
-    running = tf.fill([batch], tf.constant(-np.inf, tf.float64))
-    for start in range(0, num_samples, chunk_size):
-        count = min(chunk_size, num_samples - start)
-        epsilon = tf.random.stateless_normal([count, batch, z_dim], seed=[seed, start])
+
+    def chunk_total(start, count):
+        epsilon = tf.random.stateless_normal([count, batch, z_dim], seed=tf.stack([seed, start]))
         z = reparameterize(z_mean, z_log_var, epsilon)  # [C, B, Z]
         log_weights = (losses.gaussian_log_density(z, 0.0, tf.zeros_like(z))
                        - losses.gaussian_log_density(z, z_mean, z_log_var))
         log_weights += log_likelihood_fn(inputs, z)
-        chunk_total = tf.reduce_logsumexp(tf.cast(log_weights, tf.float64), axis=0)
-        running = tf.reduce_logsumexp(tf.stack([running, chunk_total]), axis=0)
+        return tf.reduce_logsumexp(tf.cast(log_weights, tf.float64), axis=0)
+
+    def fold(running, total):
+        return tf.reduce_logsumexp(tf.stack([running, total]), axis=0)
+
+    # The full chunks in a loop (one chunk's ops in the graph, whatever K is), then the
+    # remainder; chunk i draws with seed (seed, i * chunk_size) either way.
+    full, rest = divmod(num_samples, chunk_size)
+    seed = tf.cast(seed, tf.int64)
+    running = tf.fill([batch], tf.constant(-np.inf, tf.float64))
+    _, running = tf.while_loop(
+        lambda i, _: i < full,
+        lambda i, running: (i + 1, fold(running, chunk_total(i * chunk_size, chunk_size))),
+        (tf.constant(0, tf.int64), running))
+    if rest:
+        running = fold(running, chunk_total(tf.constant(full * chunk_size, tf.int64), rest))
     return running - math.log(num_samples)
 
 
@@ -136,8 +149,8 @@ def iwae_settings(model, config, spec, images: np.ndarray, num_samples: int,
                  + " (images x samples per call)" + (" with and without XLA"
                                                      if len(jits) > 1 else "") + "...")
         probe = _samples_per_second(model, config, images, *shapes[0], jits[0] == "true")
-        affordable = [shape for shape in shapes
-                      if shape[0] * shape[1] / probe < IWAE_MAX_CALL_SECONDS]
+        affordable = [shape for shape in shapes if shape == shapes[0]
+                      or shape[0] * shape[1] / probe < IWAE_MAX_CALL_SECONDS]
         trials = [{"batch_size": b, "chunk_size": c, "jit_compile": jit,
                    "samples_per_s": probe if ((b, c), jit) == (shapes[0], jits[0]) else
                    _samples_per_second(model, config, images, b, c, jit == "true")}
