@@ -88,6 +88,18 @@ def _in_epoch_files(model_dir):
     return sorted(glob.glob(os.path.join(model_dir, "checkpoints", "in_epoch", "ckpt-*.index")))
 
 
+def _recorded_in_epoch(model_dir):
+    """N of the newest in-epoch checkpoint its manager has recorded, 0 if none.
+
+    The record (the `checkpoint` file, replaced atomically) is written after the
+    checkpoint's files are whole; `ckpt-N.index` itself appears as its write begins, so a
+    kill timed by the index alone can land mid-write, and the run rightly resumes from
+    the epoch before.
+    """
+    path = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints", "in_epoch"))
+    return _number(path + ".index") if path else 0
+
+
 def _number(path):
     """N of ckpt-N.index: epoch * steps per epoch + step for in-epoch checkpoints."""
     return int(re.search(r"ckpt-(\d+)\.index$", path).group(1))
@@ -167,8 +179,7 @@ def test_sigkill_after_an_in_epoch_checkpoint_resumes_at_its_step_bitwise(tiny_d
     command = _command(tiny_data_dir, killed, "--checkpoint_every_steps=10")
     # Killed once epoch 1 is saved and epoch 2 has saved its first in-epoch checkpoint.
     _run_until_killed("after an in-epoch checkpoint", command, str(killed),
-                      lambda d, done, temporary: any(
-                          _number(path) > 30 for path in _in_epoch_files(d)), 0.05)
+                      lambda d, done, temporary: _recorded_in_epoch(d) > 30, 0.05)
     saved = _in_epoch_files(str(killed))
     assert saved, "no in-epoch checkpoint at the kill"
     step = int(tf.train.load_checkpoint(saved[-1][:-len(".index")]).get_tensor(
@@ -245,8 +256,7 @@ def test_other_models_killed_inside_an_epoch_resume_bit_for_bit(kind, tiny_data_
     assert done.returncode == 0, done.stderr[-2000:]
     command = [*args, f"--model_dir={killed}", "--checkpoint_every_steps=5"]
     _run_until_killed("after an in-epoch checkpoint of epoch 2", command, str(killed),
-                      lambda d, done, temporary: any(
-                          _number(path) > 30 for path in _in_epoch_files(d)), 0.0)
+                      lambda d, done, temporary: _recorded_in_epoch(d) > 30, 0.0)
     finish = subprocess.run(command, cwd=REPO_ROOT, env=_environment(), capture_output=True,
                             text=True, timeout=TIMEOUT * 2)
     assert finish.returncode == 0, finish.stderr[-2000:]
