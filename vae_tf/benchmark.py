@@ -29,7 +29,8 @@ flags.DEFINE_string("profile_dir", "", "Also trace 10 training calls with the Te
                     "the CPU time per step of the costliest op types.")
 flags.DEFINE_boolean("whole_epochs", False, "Also time whole epochs (training, the test set "
                      "and every per-epoch extra) of vae_tf.train against the plain way "
-                     "(model.fit with validation_data), as (4 epochs - 2 epochs) / 2 each.")
+                     "(model.fit with validation_data): the median epoch of epochs 2-6 of one run "
+                     "each, every callback included.")
 FLAGS = flags.FLAGS
 
 

@@ -131,10 +131,32 @@ def time_plain_training(config, dataset, steps: int, repeats: int, warmup: int =
     return [float(np.mean(chunk)) for chunk in np.array_split(intervals, repeats)]
 
 
-# Whole epochs are timed as (a fresh run of 4 epochs - a fresh run of 2) / 2, so that
-# start-up (data loading, building, tracing), the first epoch's tuning and figures, and
-# the last epoch's figures (always drawn) cancel out.
-WHOLE_EPOCH_RUNS = (2, 4)
+# Whole epochs are timed in one run of each way: the median of the intervals between
+# successive epoch ends after the first, so that start-up (data loading, building,
+# tracing) and the first epoch's tuning fall out, and a slow spell of the shared machine
+# moves the median of a few epochs little. (Differences of whole runs of 4 and 2 epochs,
+# the method before, swung by seconds with the start-up and teardown of either run.)
+WHOLE_EPOCHS = 6
+
+
+class _EpochClock(keras.callbacks.Callback):
+    """The time at which each epoch ended, after every other callback of the `fit`."""
+
+    def __init__(self):
+        super().__init__()
+        self.ends = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.ends.append(time.perf_counter())
+
+
+def epoch_seconds(ends: list) -> dict:
+    """Median, min and max seconds between successive epoch ends, the first epoch left out."""
+    intervals = np.diff(ends)
+    if not len(intervals):
+        raise ValueError("whole epochs need at least two epochs")
+    return {"median": float(np.median(intervals)), "min": float(intervals.min()),
+            "max": float(intervals.max())}
 
 
 def _plain_fit(config, dataset, steps_per_epoch: int):
@@ -143,7 +165,7 @@ def _plain_fit(config, dataset, steps_per_epoch: int):
     test_batches = data.eval_pipeline(data.prepare_test_split(dataset.test, config.binarize),
                                       config.eval_batch_size)
 
-    def fit(epochs: int):
+    def fit(epochs: int, clock):
         keras.utils.set_random_seed(config.seed)
         model = models.build_vae(config, dataset.spec.num_classes, dataset.image_shape)
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), jit_compile=False,
@@ -151,7 +173,7 @@ def _plain_fit(config, dataset, steps_per_epoch: int):
         model.fit(data.train_pipeline(dataset.train, config.batch_size, config.seed,
                                       binarize=config.binarize),
                   epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=test_batches,
-                  verbose=0)
+                  callbacks=[clock], verbose=0)
         return None
     return fit
 
@@ -162,47 +184,44 @@ def _vae_tf_train(config, scratch: str):
     Everything an epoch does is in: the test evaluation, TensorBoard, figures,
     checkpoints. Only the export at the end is left out (it is not per epoch).
     """
-    def train(epochs: int):
+    def train(epochs: int, clock):
         run = dataclasses.replace(config, epochs=epochs, progress_bar=False, export=False,
                                   model_dir=os.path.join(scratch, f"vae_tf_{epochs}"))
         with contextlib.redirect_stdout(sys.stderr):  # standard output is JSON lines only
-            return training.train_and_evaluate(run).metrics
+            return training.train_and_evaluate(run, observers=(clock,)).metrics
     return train
 
 
-def time_whole_epochs(config, dataset, scratch: str):
+def time_whole_epochs(config, dataset, scratch: str, epochs: int = WHOLE_EPOCHS):
     """Yields the whole-epoch time of vae_tf and of the plain way, then their ratio.
 
-    After an untimed one-epoch run of each way (what is paid once per process:
-    imports, first traces), the runs alternate (vae_tf 2, plain 2, vae_tf 4,
-    plain 4), so that a slow spell of a shared machine falls on both ways.
+    Each way trains a fresh model `epochs` epochs in one run; an epoch is timed
+    from the end of the one before to its own end, every callback included
+    (vae_tf's figures, checkpoints, TensorBoard; both ways' test evaluation).
     """
     steps = config.steps_per_epoch or math.ceil(len(dataset.train) / config.batch_size)
     ways = {"vae_tf": _vae_tf_train(config, scratch), "plain": _plain_fit(config, dataset, steps)}
-    seconds, metrics = {way: {} for way in ways}, None
-    for train in ways.values():  # untimed: imports, first traces and caches are paid once
-        train(1)
-    for epochs in WHOLE_EPOCH_RUNS:
-        for way, train in ways.items():
-            start = time.perf_counter()
-            metrics = train(epochs) or metrics
-            seconds[way][epochs] = time.perf_counter() - start
+    seconds, metrics = {}, None
+    for way, train in ways.items():
+        clock = _EpochClock()
+        metrics = train(epochs, clock) or metrics
+        seconds[way] = epoch_seconds(clock.ends)
     # What vae_tf's last epoch spent, as its metrics.csv says (training includes the test).
     last_epoch = {name: value for name, value in metrics[-1].items()
                   if name.endswith("_seconds")}
-    first, last = WHOLE_EPOCH_RUNS
-    epoch = {way: (runs[last] - runs[first]) / (last - first) for way, runs in seconds.items()}
     how = {"vae_tf": "python -m vae_tf.train's training (test set, TensorBoard, figures, "
                      "checkpoints each epoch; no export)",
            "plain": "model.fit, custom train_step, float32, no XLA, one step per execution, "
                     "validation_data = the test split each epoch"}
     for way in ways:
-        yield {"measure": "whole_epoch", "way": way, "epoch_s": epoch[way],
-               "steps_per_epoch": steps, "test_images": len(dataset.test),
-               **{f"run_of_{n}_epochs_s": seconds[way][n] for n in WHOLE_EPOCH_RUNS},
+        yield {"measure": "whole_epoch", "way": way, "epoch_s": seconds[way]["median"],
+               "epoch_s_min": seconds[way]["min"], "epoch_s_max": seconds[way]["max"],
+               "epochs": epochs, "steps_per_epoch": steps, "test_images": len(dataset.test),
                "how": how[way], **({"last_epoch_metrics": last_epoch} if way == "vae_tf" else {})}
-    yield {"measure": "whole_epoch_speedup_over_plain", "ratio": epoch["plain"] / epoch["vae_tf"],
-           "method": f"(run of {last} epochs - run of {first}) / {last - first}, each way"}
+    yield {"measure": "whole_epoch_speedup_over_plain",
+           "ratio": seconds["plain"]["median"] / seconds["vae_tf"]["median"],
+           "method": f"median of epochs 2 to {epochs} of one run of {epochs} epochs each way, "
+                     f"each timed from the previous epoch's end to its own"}
 
 
 def _iwae_samples_per_second(model, config, images, iw_samples: int, batch: int, chunk: int,

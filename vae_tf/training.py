@@ -90,8 +90,11 @@ def _every_steps(config: Config) -> int:
     return -(-every // execution) * execution if every else 0
 
 
-def train_and_evaluate(config: Config) -> TrainResult:
+def train_and_evaluate(config: Config, observers: tuple = ()) -> TrainResult:
     """Trains `config.epochs` epochs in total, resuming a run in the model directory.
+
+    `observers` are Keras callbacks run after all of vae_tf's own each epoch (the
+    benchmark's epoch clock, which so sees the checkpoint and figures included).
 
     Under `--strategy=multi_worker` every worker calls this; all of them read
     the chief's checkpoints from the model directory, and the others write
@@ -126,7 +129,7 @@ def train_and_evaluate(config: Config) -> TrainResult:
             if chief:
                 run_dir.write_data_spec(dataset, model_dir)
                 checkpoints.remove_interrupted_writes(model_dir)
-            return _train(config, strategy, dataset, model_dir, scratch)
+            return _train(config, strategy, dataset, model_dir, scratch, observers)
     finally:
         if lock:
             run_lock.release(lock)
@@ -154,7 +157,7 @@ def _whole_executions(config: Config, steps_per_epoch: int, chief: bool,
     return dataclasses.replace(config, steps_per_execution=fitting)
 
 
-def _train(config, strategy, dataset, model_dir: str, scratch) -> TrainResult:
+def _train(config, strategy, dataset, model_dir: str, scratch, observers=()) -> TrainResult:
     chief = scratch is None
     # Before the seed is set: measuring builds and trains throwaway models.
     tuned, tuning_seconds = tuning.choose(config, dataset, model_dir,
@@ -171,11 +174,12 @@ def _train(config, strategy, dataset, model_dir: str, scratch) -> TrainResult:
     with files.reporting_full_disk(scratch or model_dir,
                                    lambda: checkpoints.checkpoint_bytes(state), "this model"):
         return _fit_and_export(config, compiled, state, strategy, dataset, model_dir, scratch,
-                               steps_per_epoch, tuning_seconds)
+                               steps_per_epoch, tuning_seconds, observers)
 
 
 def _fit_and_export(config, compiled, state, strategy, dataset, model_dir, scratch,
-                    steps_per_epoch, tuning_seconds: float = 0.0) -> TrainResult:
+                    steps_per_epoch, tuning_seconds: float = 0.0,
+                    observers=()) -> TrainResult:
     chief = scratch is None
     initial_epoch, first_step = state.completed_epochs, state.step_in_epoch
     if chief:
@@ -216,7 +220,7 @@ def _fit_and_export(config, compiled, state, strategy, dataset, model_dir, scrat
                             callbacks=_epoch_callbacks(
                                 compiled, state, model_dir, dataset, test_split, chief,
                                 steps_per_epoch, step, index == len(calls) - 1, multi_worker,
-                                tuning_seconds if index == 0 else 0.0),
+                                tuning_seconds if index == 0 else 0.0) + list(observers),
                             shuffle=False, verbose=1 if config.progress_bar and chief else 0)
     if config.export and (initial_epoch < config.epochs or not os.path.isdir(
             os.path.join(model_dir, exporting.EXPORT_DIR))):
