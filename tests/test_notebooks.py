@@ -14,7 +14,8 @@ from conftest import REPO_ROOT, SETTLED, real_data_dir
 
 NOTEBOOKS_DIR = os.path.join(REPO_ROOT, "notebooks")
 # name: (data sets it needs, parameters, a file its run must leave behind). Every
-# notebook also gets EXTRA_FLAGS=SETTLED: the settings auto would measure, given.
+# notebook also gets EXTRA_FLAGS=SETTLED (the settings auto would measure, given) unless
+# its parameters say more.
 CASES = {
     "01_mlp_conditional_vae.ipynb": (
         ["mnist"], {"EPOCHS": 2, "STEPS_PER_EPOCH": 2, "MODEL_DIR": "run"},
@@ -24,7 +25,9 @@ CASES = {
         "run/saved_model/saved_model.pb"),
     "03_latent_space.ipynb": (
         ["fashion_mnist", "mnist"], {"EPOCHS": 1, "STEPS_PER_EPOCH": 2, "RUNS_DIR": "runs",
-                                     "EVAL_EXAMPLES": 5, "IW_SAMPLES": 4},
+                                     "EVAL_EXAMPLES": 5, "IW_SAMPLES": 4,
+                                     # Its three runs' SavedModels are not used by it.
+                                     "EXTRA_FLAGS": [*SETTLED, "--noexport"]},
         "runs/fashion_mnist-beta0/evaluation.json"),
     "04_your_own_images.ipynb": (
         ["mnist"], {"EPOCHS": 1, "STEPS_PER_EPOCH": 2, "DEMO_FOLDER": "digits", "DEMO_IMAGES": 300,
@@ -53,7 +56,7 @@ def test_notebook_runs(name, tmp_path):
     for dataset in datasets:
         real_data_dir(dataset)
     parameters = {key: str(tmp_path / value) if key.endswith(("_DIR", "_FOLDER")) else value
-                  for key, value in parameters.items()} | {"EXTRA_FLAGS": SETTLED}
+                  for key, value in ({"EXTRA_FLAGS": SETTLED} | parameters).items()}
     output = tmp_path / name
     papermill.execute_notebook(os.path.join(NOTEBOOKS_DIR, name), str(output),
                                parameters=parameters, cwd=NOTEBOOKS_DIR, kernel_name="python3",
