@@ -24,7 +24,7 @@ BINARIZATIONS = data.BINARIZATIONS
 STRATEGIES = tuple(distribution.STRATEGIES)
 PRECISIONS = tuple(models.DTYPE_POLICIES)
 CONDITIONS = models.CONDITIONS
-ACTIVATIONS = ("sigmoid", "relu", "leaky_relu", "tanh", "elu", "softplus")
+ACTIVATIONS = ("sigmoid", "relu", "leaky_relu", "tanh", "elu", "softplus", "glu")
 
 
 # The values of a setting that a measurement may decide (`vae_tf.tuning`); as a flag,
@@ -93,7 +93,8 @@ class Config:
     decoder_layers: list = _field([128], "Hidden units of the MLP decoder (--arch=mlp).",
                                   identity=True)
     activation: str = _field("sigmoid", "Hidden activation of the MLP encoder, decoder and "
-                             "classifier (--arch=mlp).", ACTIVATIONS, identity=True)
+                             "classifier (--arch=mlp); glu: gated linear units, "
+                             "a * sigmoid(b).", ACTIVATIONS, identity=True)
     conv_filters: list = _field([64, 64, 64], "Filters of the conv encoder's Conv2D layers "
                                 "and of the decoder's Conv2DTranspose layers (--arch=conv).",
                                 identity=True)

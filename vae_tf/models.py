@@ -93,7 +93,15 @@ def log_variance(raw_scale, scale):
 
 
 def dense_layers(units, activation) -> list:
-    """One Dense layer per entry of `units`, each with `activation`."""
+    """One Dense layer per entry of `units`, each with `activation`.
+
+    `activation="glu"` makes each a gated linear unit of `width` outputs,
+    a * sigmoid(b) for the two halves of a Dense(2 * width) (Keras' `glu`): the
+    gated dense layers of Tomczak and Welling's VampPrior VAEs (2018,
+    arXiv:1705.07120) in one matrix product instead of two.
+    """
+    if activation == "glu":
+        return [keras.layers.Dense(2 * width, activation="glu") for width in units]
     return [keras.layers.Dense(width, activation=activation) for width in units]
 
 
