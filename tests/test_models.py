@@ -176,6 +176,27 @@ def test_model_can_overfit_one_batch():
     assert last < 0.4 * first, (first, last)
 
 
+def test_glu_layers_gate_one_half_of_a_dense_layer_with_the_other():
+    (layer,) = models.dense_layers([3], "glu")
+    inputs = np.random.default_rng(0).normal(size=(4, 5)).astype(np.float32)
+    outputs = layer(inputs).numpy()
+    pre = inputs @ layer.kernel.numpy() + layer.bias.numpy()  # [4, 6]
+    expected = pre[:, :3] / (1.0 + np.exp(-pre[:, 3:]))
+    assert outputs.shape == (4, 3)
+    np.testing.assert_allclose(outputs, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_glu_mlp_vae_can_overfit_one_batch():
+    model = _compiled(_small("mlp", encoder_layers=[128], decoder_layers=[128], z_dim=8,
+                             activation="glu"), learning_rate=3e-3)
+    assert model.decoder.body[0].kernel.shape == (8, 256)  # two halves of 128
+    images, labels = _batch()
+    first = model.train_on_batch(images, labels, return_dict=True)["reconstruction_loss"]
+    for _ in range(300):
+        last = model.train_on_batch(images, labels, return_dict=True)["reconstruction_loss"]
+    assert last < 0.4 * first, (first, last)
+
+
 @pytest.mark.parametrize("arch", ["mlp", "conv"])
 @pytest.mark.parametrize("precision, compute_dtype", [("bfloat16", "bfloat16"),
                                                       ("float16", "float16")])
