@@ -190,6 +190,20 @@ def test_kl_warmup_weights_are_recorded(tiny_args):
     assert [row["kl_weight"] for row in result.metrics] == [0.25, 0.5, 0.5]
 
 
+def test_learning_rate_drops_hold_across_a_resume(tiny_args):
+    args = (*FAST, *tiny_args, "--steps_per_epoch=1", "--learning_rate=0.001",
+            "--learning_rate_drops=1:0.0005,2:0.0001")
+    training.train_and_evaluate(parse_config(*args, "--epochs=2"))
+    # The resumed run restores --learning_rate with the checkpoint; the drop must win.
+    result = training.train_and_evaluate(parse_config(*args, "--epochs=3"))
+    assert [row["learning_rate"] for row in result.metrics] == pytest.approx(
+        [0.001, 0.0005, 0.0001])
+    assert float(result.model.optimizer.learning_rate.numpy()) == pytest.approx(0.0001)
+    logged = _event_scalars(os.path.join(result.model_dir, "tensorboard", "train"))
+    assert [value for _, value in logged["learning_rate"]] == pytest.approx(
+        [0.001, 0.0005, 0.0001])
+
+
 @pytest.mark.slow
 @pytest.mark.realdata
 def test_real_fashion_mnist_test_loss_falls(tmp_path):

@@ -185,6 +185,8 @@ class TensorBoardScalars(keras.callbacks.Callback):
                               step=epoch)
         by_split = {"train": {}, "test": {}}
         for name, value in (logs or {}).items():
+            if name == "learning_rate":  # the scheduler's copy of what was just written
+                continue
             if name.startswith("val_"):
                 by_split["test"][name[len("val_"):]] = value
             else:

@@ -13,7 +13,7 @@ import json
 import os
 from typing import Any
 
-from vae_tf import data, distribution, losses, models
+from vae_tf import data, distribution, losses, models, schedules
 from vae_tf.errors import ConfigError
 
 # The allowed values of each choice come from the table that implements it.
@@ -143,6 +143,10 @@ class Config:
     batch_size: int = _field(100, "Training batch size; at most the training split's size.")
     eval_batch_size: int = _field(1000, "Batch size for the test split's evaluation.")
     learning_rate: float = _field(1e-3, "Adam learning rate.")
+    learning_rate_drops: str = _field(
+        "", "Lower the learning rate after chosen epochs: EPOCH:RATE pairs, comma-separated; "
+        "120:0.0003,180:0.0001 trains epochs 1-120 at --learning_rate, 121-180 at 0.0003 and "
+        "the rest at 0.0001. Empty: --learning_rate throughout.")
     seed: int = _field(0, "Seed of the weights, the data order, dropout and the latent "
                        "noise; the same seed gives the same run.")
     strategy: str = _field(
@@ -267,6 +271,7 @@ class Config:
         _require(self.batch_size >= 1, "batch_size", self.batch_size, "must be at least 1")
         _require(self.eval_batch_size >= 1, "eval_batch_size", self.eval_batch_size,
                  "must be at least 1")
+        schedules.parse_drops(self.learning_rate_drops)  # raises ConfigError naming the flag
         _require(self.learning_rate > 0, "learning_rate", self.learning_rate,
                  "must be positive")
         _require(self.beta >= 0, "beta", self.beta, "must be 0 or more")

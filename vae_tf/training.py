@@ -28,6 +28,7 @@ from vae_tf import (
     log,
     run_dir,
     run_lock,
+    schedules,
     tuning,
 )
 from vae_tf.config import Config
@@ -61,6 +62,9 @@ def _epoch_callbacks(config, state, model_dir, dataset, test_split, chief: bool,
         callbacks.EpochTimer(tuning_seconds),
         callbacks.StopOnNonFinite(),
     ]
+    drops = schedules.parse_drops(config.learning_rate_drops)
+    if drops:  # right after the KL weight, before anything that reads the rate
+        epoch_callbacks.insert(1, schedules.scheduler(config.learning_rate, drops))
     metrics_log = None
     if chief:
         epoch_callbacks.append(callbacks.TensorBoardScalars(
