@@ -240,6 +240,10 @@ RESUMED_KINDS = {
                              "--z_dim=4", "--binarize=dynamic", "--likelihood=bernoulli"],
     "steps_per_execution 5": ["--arch=mlp", "--encoder_layers=2048", "--decoder_layers=2048",
                               "--z_dim=4", "--steps_per_execution=5"],
+    # Killed in epoch 2, which trains at 0.0003: the restore sets --learning_rate, so the
+    # resumed part of the epoch must get the dropped rate back from the scheduler.
+    "learning-rate drops": ["--arch=mlp", "--encoder_layers=2048", "--decoder_layers=2048",
+                            "--z_dim=4", "--learning_rate_drops=1:0.0003,2:0.0001"],
 }
 
 
