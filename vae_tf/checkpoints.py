@@ -28,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vae_tf import compat, log, run_dir, tuning
+from vae_tf import compat, log, optimizers, run_dir, tuning
 from vae_tf.errors import RunDirError, TrainingError
 from vae_tf.models import VAE, build_vae
 
@@ -97,7 +97,7 @@ def restore_run(config, model_dir: str, spec=None, save_dir: str = None,
     """
     spec = spec or run_dir.load_data_spec(model_dir, config.dataset)
     model = build_vae(config, spec.num_classes, spec.image_shape)
-    optimizer = compat.make_adam(config.learning_rate)
+    optimizer = compat.make_adam(config.learning_rate, config.ema_momentum)
     # --jit_compile=auto is decided when training starts (vae_tf.tuning) and recorded.
     jit_compile = tuning.resolved(config, model_dir).jit_compile == "true"
     model.compile(optimizer=optimizer, jit_compile=jit_compile,
@@ -141,6 +141,8 @@ def restore_run(config, model_dir: str, spec=None, save_dir: str = None,
     # The checkpoint holds the learning rate it was saved with; --learning_rate may change
     # between resumes (to fine-tune at a lower rate), so the flag wins.
     optimizer.learning_rate.assign(config.learning_rate)
+    if not in_epoch:  # a finished model is used with its averaged weights (--ema_momentum)
+        optimizers.load_average(model)
     return RunState(model, checkpoint, manager, epoch, step, in_epoch_manager, metric_values)
 
 

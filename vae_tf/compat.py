@@ -68,16 +68,20 @@ def adam_slots(optimizer: keras.optimizers.Adam, variable):
     return optimizer._momentums[index], optimizer._velocities[index]
 
 
-def make_adam(learning_rate: float) -> keras.optimizers.Adam:
-    """FusedAdam where this Keras keeps Adam's slots as tested, else Keras' Adam, with a note."""
-    from vae_tf.optimizers import FusedAdam
+def make_adam(learning_rate: float, ema_momentum: float = 0.0) -> keras.optimizers.Adam:
+    """FusedAdam where this Keras keeps Adam's slots as tested, else Keras' Adam, with a note.
 
+    `ema_momentum` above 0 keeps a moving average of the weights (Keras' `use_ema`).
+    """
+    from vae_tf.optimizers import FusedAdam, KerasAdam
+
+    averaging = dict(use_ema=True, ema_momentum=ema_momentum) if ema_momentum else {}
     if has_adam_slots():
-        return FusedAdam(learning_rate)
+        return FusedAdam(learning_rate, **averaging)
     log.info(f"keras {keras.__version__} keeps Adam's moments elsewhere than Keras "
              f"{TESTED_WITH['keras']}; training with keras.optimizers.Adam (the same updates, "
              f"a little slower).")
-    return keras.optimizers.Adam(learning_rate)
+    return KerasAdam(learning_rate, **averaging)
 
 
 # --- TensorFlow's profiler trace format, for vae_tf.benchmark --profile_dir ------------------

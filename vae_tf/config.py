@@ -111,6 +111,9 @@ class Config:
     leaky_relu_slope: float = _field(0.3, "Negative slope of the conv layers' leaky ReLU.")
     dropout: float = _field(0.2, "Dropout rate after each conv layer during training "
                             "(--arch=conv); 0 turns it off.")
+    dense_dropout: float = _field(0.0, "Dropout rate after each hidden Dense layer of the "
+                                  "MLP encoder and decoder during training (--arch=mlp); "
+                                  "0 turns it off.")
     scale: str = _field("softplus", "How the encoder parameterises the scale of q(z|x): "
                         "log-variance, log-standard-deviation, or softplus standard deviation.",
                         SCALES, identity=True)
@@ -143,6 +146,12 @@ class Config:
     batch_size: int = _field(100, "Training batch size; at most the training split's size.")
     eval_batch_size: int = _field(1000, "Batch size for the test split's evaluation.")
     learning_rate: float = _field(1e-3, "Adam learning rate.")
+    ema_momentum: float = _field(
+        0.0, "Polyak averaging: keep an exponential moving average of the weights, updated "
+        "every step with this momentum (0.9995 averages about the last 2,000 steps). The "
+        "test loss of every epoch, vae_tf.evaluate, vae_tf.export and the figures made from "
+        "a finished run use the average; training goes on from the raw weights. 0: off.",
+        identity=True)
     learning_rate_drops: str = _field(
         "", "Lower the learning rate after chosen epochs: EPOCH:RATE pairs, comma-separated; "
         "120:0.0003,180:0.0001 trains epochs 1-120 at --learning_rate, 121-180 at 0.0003 and "
@@ -281,6 +290,10 @@ class Config:
         _require(self.classifier_weight >= 0, "classifier_weight", self.classifier_weight,
                  "must be 0 (no classifier) or more")
         _require(0 <= self.dropout < 1, "dropout", self.dropout, "must be in [0, 1)")
+        _require(0 <= self.dense_dropout < 1, "dense_dropout", self.dense_dropout,
+                 "must be in [0, 1)")
+        _require(0 <= self.ema_momentum < 1, "ema_momentum", self.ema_momentum,
+                 "must be in [0, 1) (0: no averaging)")
         _require(self.leaky_relu_slope >= 0, "leaky_relu_slope", self.leaky_relu_slope,
                  "must be 0 or more")
         _require(self.steps_per_execution >= 0, "steps_per_execution",

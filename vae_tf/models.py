@@ -92,17 +92,23 @@ def log_variance(raw_scale, scale):
     return SCALES[scale](raw_scale)
 
 
-def dense_layers(units, activation) -> list:
-    """One Dense layer per entry of `units`, each with `activation`.
+def dense_layers(units, activation, dropout: float = 0.0, seed: int = 0) -> list:
+    """One Dense layer per entry of `units`, each with `activation`, then dropout if any.
 
     `activation="glu"` makes each a gated linear unit of `width` outputs,
     a * sigmoid(b) for the two halves of a Dense(2 * width) (Keras' `glu`): the
     gated dense layers of Tomczak and Welling's VampPrior VAEs (2018,
     arXiv:1705.07120) in one matrix product instead of two.
     """
-    if activation == "glu":
-        return [keras.layers.Dense(2 * width, activation="glu") for width in units]
-    return [keras.layers.Dense(width, activation=activation) for width in units]
+    layers = []
+    for index, width in enumerate(units):
+        if activation == "glu":
+            layers.append(keras.layers.Dense(2 * width, activation="glu"))
+        else:
+            layers.append(keras.layers.Dense(width, activation=activation))
+        if dropout > 0:
+            layers.append(keras.layers.Dropout(dropout, seed=seed + index))
+    return layers
 
 
 def conv_layers(layer_class, filters, kernel_size, strides, activation, dropout, seed,
@@ -177,15 +183,18 @@ class Decoder(keras.Model):
         return self.output_layer(hidden)[:, :height, :width, :]
 
 
-def mlp_encoder(z_dim: int, scale: str, hidden_units, activation: str, **kwargs) -> Encoder:
+def mlp_encoder(z_dim: int, scale: str, hidden_units, activation: str, dropout: float = 0.0,
+                seed: int = 0, **kwargs) -> Encoder:
     """Flatten, then one Dense layer of `activation` per entry of `hidden_units`."""
-    return Encoder([keras.layers.Flatten()] + dense_layers(hidden_units, activation), z_dim,
-                   scale, **kwargs)
+    body = [keras.layers.Flatten()] + dense_layers(hidden_units, activation, dropout, seed)
+    return Encoder(body, z_dim, scale, **kwargs)
 
 
-def mlp_decoder(hidden_units, activation: str, image_shape, **kwargs) -> Decoder:
+def mlp_decoder(hidden_units, activation: str, image_shape, dropout: float = 0.0,
+                seed: int = 0, **kwargs) -> Decoder:
     """One Dense layer of `activation` per entry of `hidden_units`."""
-    return Decoder(dense_layers(hidden_units, activation), image_shape, **kwargs)
+    return Decoder(dense_layers(hidden_units, activation, dropout, seed), image_shape,
+                   **kwargs)
 
 
 def conv_encoder(z_dim: int, scale: str, filters, kernel_size: int, strides,
@@ -415,8 +424,9 @@ class VAE(compat.SkipSymbolicBuildWhenBuilt, keras.Model):
 
 def _mlp_parts(config, image_shape):
     encoder = mlp_encoder(config.z_dim, config.scale, config.encoder_layers, config.activation,
-                          name="encoder")
+                          dropout=config.dense_dropout, seed=config.seed + 1, name="encoder")
     decoder = mlp_decoder(config.decoder_layers, config.activation, image_shape,
+                          dropout=config.dense_dropout, seed=config.seed + 101,
                           name="decoder")
     return encoder, decoder
 

@@ -8,6 +8,12 @@ in them. TensorFlow's kernel computes the same update in one pass:
     m += (g - m) * (1 - beta_1);  v += (g^2 - v) * (1 - beta_2)
     w -= alpha * m / (sqrt(v) + epsilon)
 
+With `use_ema`, Keras keeps a moving average of the weights beside them
+(Polyak averaging). Keras copies it into the weights at the end of every
+`fit`; vae_tf trains a resumed run in more than one `fit` call and checkpoints
+the raw weights, so `AveragedWeights` keeps them in place and `load_average`
+is what puts the average into a trained model.
+
 Its variables are Keras Adam's own, so checkpoints of either restore into the
 other. Reading them uses Keras' private attributes (`compat.adam_slots`);
 `compat.make_adam` falls back to Keras' Adam where they are missing.
@@ -19,7 +25,35 @@ import tensorflow as tf
 from vae_tf import compat
 
 
-class FusedAdam(keras.optimizers.Adam):
+class AveragedWeights:
+    """Mixin for a Keras optimizer: `fit` leaves the raw weights; `load_average` loads the mean."""
+
+    def finalize_variable_values(self, var_list):
+        """Does nothing: Keras' would overwrite the raw weights with their average."""
+
+    def load_average(self, var_list):
+        """Overwrites `var_list` with their moving average (Keras' end-of-`fit` step)."""
+        super().finalize_variable_values(var_list)
+
+
+class KerasAdam(AveragedWeights, keras.optimizers.Adam):
+    """keras.optimizers.Adam whose `fit` keeps the raw weights (see `AveragedWeights`)."""
+
+
+def load_average(model: keras.Model) -> bool:
+    """Puts the optimizer's moving average of the weights into `model`, if it keeps one.
+
+    Returns whether it did. After this, the model's weights are no longer the
+    raw ones training continues from: use it on a model that is done training.
+    """
+    optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)
+    if not getattr(optimizer, "use_ema", False):
+        return False
+    optimizer.load_average(model.trainable_variables)
+    return True
+
+
+class FusedAdam(AveragedWeights, keras.optimizers.Adam):
     """keras.optimizers.Adam (without amsgrad), updating through `ResourceApplyAdam`."""
 
     def __init__(self, learning_rate=0.001, **kwargs):

@@ -26,6 +26,7 @@ from vae_tf import (
     figures,
     files,
     log,
+    optimizers,
     run_dir,
     run_lock,
     schedules,
@@ -65,6 +66,8 @@ def _epoch_callbacks(config, state, model_dir, dataset, test_split, chief: bool,
     drops = schedules.parse_drops(config.learning_rate_drops)
     if drops:  # right after the KL weight, before anything that reads the rate
         epoch_callbacks.insert(1, schedules.scheduler(config.learning_rate, drops))
+    if config.ema_momentum:  # the test loss of each epoch is the averaged weights'
+        epoch_callbacks.insert(0, keras.callbacks.SwapEMAWeights(swap_on_epoch=False))
     metrics_log = None
     if chief:
         epoch_callbacks.append(callbacks.TensorBoardScalars(
@@ -226,6 +229,8 @@ def _fit_and_export(config, compiled, state, strategy, dataset, model_dir, scrat
                                 steps_per_epoch, step, index == len(calls) - 1, multi_worker,
                                 tuning_seconds if index == 0 else 0.0) + list(observers),
                             shuffle=False, verbose=1 if config.progress_bar and chief else 0)
+    # From here on the model is a finished one: with --ema_momentum, its averaged weights.
+    optimizers.load_average(state.model)
     if config.export and (initial_epoch < config.epochs or not os.path.isdir(
             os.path.join(model_dir, exporting.EXPORT_DIR))):
         # Every worker saves (tf.distribute needs them all); only the chief's is kept.
