@@ -29,6 +29,8 @@ def test_defaults_are_valid():
     ({"beta": -1.0}, "--beta=-1.0 must be 0 or more"),
     ({"decoder_std": 0.0}, "--decoder_std=0.0 must be positive"),
     ({"dropout": 1.0}, r"--dropout=1.0 must be in \[0, 1\)"),
+    ({"dense_dropout": -0.1}, r"--dense_dropout=-0.1 must be in \[0, 1\)"),
+    ({"ema_momentum": 1.0}, r"--ema_momentum=1.0 must be in \[0, 1\)"),
     ({"classifier_weight": -2.0}, "--classifier_weight=-2.0 must be 0"),
     ({"encoder_layers": []}, "--encoder_layers= needs one or more positive integers"),
     ({"conv_filters": [64, 0, 64]}, "--conv_filters=64,0,64 needs one or more positive"),

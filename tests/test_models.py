@@ -1,5 +1,6 @@
 """Encoder, decoder, classifier and VAE: shapes, scales, training steps, determinism."""
 
+import dataclasses
 import itertools
 
 import keras
@@ -184,6 +185,21 @@ def test_glu_layers_gate_one_half_of_a_dense_layer_with_the_other():
     expected = pre[:, :3] / (1.0 + np.exp(-pre[:, 3:]))
     assert outputs.shape == (4, 3)
     np.testing.assert_allclose(outputs, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_dense_dropout_drops_hidden_units_while_training_only():
+    config = Config(arch="mlp", encoder_layers=[64], decoder_layers=[64], z_dim=2,
+                    dense_dropout=0.5)
+    model = models.build_vae(config, num_classes=10)
+    dropouts = [layer for part in (model.encoder, model.decoder) for layer in part.body
+                if isinstance(layer, keras.layers.Dropout)]
+    assert [layer.rate for layer in dropouts] == [0.5, 0.5]
+    z = tf.random.normal((8, 2), seed=1)
+    inference = model.decoder(z, training=False)
+    np.testing.assert_array_equal(inference, model.decoder(z, training=False))
+    assert np.abs(model.decoder(z, training=True) - inference).max() > 1e-3
+    plain = models.build_vae(dataclasses.replace(config, dense_dropout=0.0), num_classes=10)
+    assert not any(isinstance(layer, keras.layers.Dropout) for layer in plain.decoder.body)
 
 
 def test_a_glu_mlp_vae_can_overfit_one_batch():

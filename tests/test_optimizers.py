@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vae_tf.optimizers import FusedAdam
+from vae_tf.optimizers import FusedAdam, KerasAdam, load_average
 
 
 def _train(optimizer, steps, seed=0):
@@ -52,3 +52,37 @@ def test_fused_adam_resumes_from_a_keras_adam_checkpoint(tmp_path):
 def test_fused_adam_refuses_amsgrad():
     with pytest.raises(ValueError, match="amsgrad"):
         FusedAdam(amsgrad=True)
+
+
+@pytest.mark.parametrize("optimizer_class", [FusedAdam, KerasAdam])
+def test_the_weight_average_is_the_exponential_moving_average_of_the_steps(optimizer_class):
+    momentum, steps = 0.8, 6
+    rng = np.random.default_rng(2)
+    weight = keras.Variable(rng.normal(size=(4, 3)).astype(np.float32))
+    optimizer = optimizer_class(0.05, use_ema=True, ema_momentum=momentum)
+    optimizer.build([weight])
+    expected = None
+    for _ in range(steps):
+        optimizer.apply_gradients([(tf.constant(rng.normal(size=(4, 3)), tf.float32), weight)])
+        # Keras copies the weights on the first step, then averages.
+        expected = weight.numpy() if expected is None else (
+            momentum * expected + (1 - momentum) * weight.numpy())
+    raw = weight.numpy()
+    optimizer.finalize_variable_values([weight])  # what `fit` calls at its end
+    np.testing.assert_array_equal(weight.numpy(), raw)
+    optimizer.load_average([weight])
+    np.testing.assert_allclose(weight.numpy(), expected, rtol=1e-5, atol=1e-6)
+    assert np.abs(weight.numpy() - raw).max() > 1e-3
+
+
+def test_load_average_reports_whether_the_optimizer_keeps_one():
+    for optimizer, averaged in [(FusedAdam(0.1), False),
+                                (FusedAdam(0.1, use_ema=True, ema_momentum=0.5), True)]:
+        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        model.compile(optimizer=optimizer, loss="mse")
+        model.optimizer.build(model.trainable_variables)
+        model.fit(np.ones((8, 2)), np.zeros((8, 1)), epochs=2, verbose=0)
+        raw = [v.numpy() for v in model.trainable_variables]
+        assert load_average(model) == averaged
+        moved = any(np.abs(v.numpy() - r).max() > 0 for v, r in zip(model.trainable_variables, raw))
+        assert moved == averaged

@@ -243,3 +243,36 @@ def test_a_run_checkpointed_before_in_epoch_checkpoints_existed_resumes(tiny_arg
         np.testing.assert_array_equal(expected.numpy(), actual.numpy())
     result = training.train_and_evaluate(parse_config(*FAST, *tiny_args, "--epochs=2"))
     assert (result.initial_epoch, result.epochs) == (1, 2)
+
+
+def test_weight_averaging_scores_and_ships_the_average_but_trains_on_the_raw_weights(
+        tiny_args):
+    import keras
+
+    from vae_tf import checkpoints
+
+    class Snapshots(keras.callbacks.Callback):
+        """The model's weights while it is scored on the test split, and at each epoch's end."""
+
+        def __init__(self):
+            super().__init__()
+            self.scored, self.ended = [], []
+
+        def on_test_begin(self, logs=None):
+            self.scored.append(_weights(self.model))
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.ended.append(_weights(self.model))
+
+    snapshots = Snapshots()
+    config = parse_config(*FAST, *tiny_args, "--epochs=2", "--steps_per_epoch=6",
+                          "--learning_rate=0.01", "--ema_momentum=0.8")
+    result = training.train_and_evaluate(config, observers=(snapshots,))
+    raw = checkpoints.restore_run(config, config.model_dir, in_epoch=True).model
+    finished = checkpoints.restore_trained(config.model_dir)[1].model
+    for a, b, c, d, e in zip(_weights(raw), snapshots.ended[-1], _weights(finished),
+                             _weights(result.model), snapshots.scored[-1]):
+        np.testing.assert_array_equal(a, b)  # training goes on from the raw weights
+        np.testing.assert_array_equal(c, d)  # evaluate, export and the result: the average
+        np.testing.assert_allclose(c, e, atol=1e-6)  # the test loss was the average's too
+    assert max(np.abs(a - c).max() for a, c in zip(_weights(raw), _weights(finished))) > 1e-3
