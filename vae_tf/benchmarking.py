@@ -238,7 +238,7 @@ def _iwae_samples_per_second(model, config, images, iw_samples: int, batch: int,
 
 def decoder_flops_per_sample(model, config, batch: int, chunk: int) -> float:
     """Float operations of the IWAE's log p(x|z) per importance sample, from its graph."""
-    _, log_likelihood_fn = evaluation.model_functions(model, config)
+    _, log_likelihood_fn, _ = evaluation.model_functions(model, config)
     spec = (tf.TensorSpec([batch, *model.image_shape], tf.float32),
             tf.TensorSpec([chunk, batch, model.z_dim], tf.float32))
     return _graph_flops(tf.function(log_likelihood_fn), spec) / (batch * chunk)

@@ -117,6 +117,13 @@ class Config:
     scale: str = _field("softplus", "How the encoder parameterises the scale of q(z|x): "
                         "log-variance, log-standard-deviation, or softplus standard deviation.",
                         SCALES, identity=True)
+    flow_steps: int = _field(
+        0, "Steps of an inverse autoregressive flow on the encoder's Gaussian (Kingma et al., "
+        "2016): a richer q(z|x) with the same N(0, I) prior and one stochastic layer. 0: "
+        "the plain diagonal Gaussian.", identity=True)
+    flow_units: int = _field(320, "Hidden units of each flow step's autoregressive network, "
+                             "and of the encoder's context for it (--flow_steps > 0).",
+                             identity=True)
     likelihood: str = _field("bernoulli", "Decoder likelihood p(x|z): Gaussian with fixed "
                              "--decoder_std, plain summed squared error, or Bernoulli "
                              "(binary cross-entropy).", LIKELIHOODS, identity=True)
@@ -292,6 +299,9 @@ class Config:
         _require(0 <= self.dropout < 1, "dropout", self.dropout, "must be in [0, 1)")
         _require(0 <= self.dense_dropout < 1, "dense_dropout", self.dense_dropout,
                  "must be in [0, 1)")
+        _require(self.flow_steps >= 0, "flow_steps", self.flow_steps,
+                 "must be 0 (no flow) or more")
+        _require(self.flow_units >= 1, "flow_units", self.flow_units, "must be at least 1")
         _require(0 <= self.ema_momentum < 1, "ema_momentum", self.ema_momentum,
                  "must be in [0, 1) (0: no averaging)")
         _require(self.leaky_relu_slope >= 0, "leaky_relu_slope", self.leaky_relu_slope,

@@ -29,24 +29,30 @@ from vae_tf.models import reparameterize
 
 
 def importance_weighted_log_likelihood(encode_fn, log_likelihood_fn, inputs, num_samples: int,
-                                       chunk_size: int, seed: int):
+                                       chunk_size: int, seed: int, transform_fn=None):
     """Estimates log p(x) for a batch `inputs` [B, ...] with `num_samples` samples.
 
-    encode_fn(inputs) -> (z_mean, z_log_var), each [B, Z];
+    encode_fn(inputs) -> (z_mean, z_log_var), each [B, Z], or (z_mean,
+    z_log_var, context) with a `transform_fn`;
+    transform_fn(z_0 [C, B, Z], context) -> (z [C, B, Z], log |det dz/dz_0| [C, B]),
+    an invertible map of the Gaussian draws (a flow posterior; none: identity);
     log_likelihood_fn(inputs [B, ...], z [C, B, Z]) -> log p(x|z) [C, B], for a
     chunk of C samples per input (so that work that depends only on x, such as
     a classifier, is done once per chunk rather than once per sample).
     Returns log p(x) estimates [B] as float64.
     """
-    z_mean, z_log_var = encode_fn(inputs)
+    z_mean, z_log_var, *context = encode_fn(inputs)
     batch = tf.shape(z_mean)[0]
     z_dim = z_mean.shape[-1]
 
     def chunk_total(start, count):
         epsilon = tf.random.stateless_normal([count, batch, z_dim], seed=tf.stack([seed, start]))
         z = reparameterize(z_mean, z_log_var, epsilon)  # [C, B, Z]
-        log_weights = (losses.gaussian_log_density(z, 0.0, tf.zeros_like(z))
-                       - losses.gaussian_log_density(z, z_mean, z_log_var))
+        log_q = losses.gaussian_log_density(z, z_mean, z_log_var)
+        if transform_fn is not None:
+            z, log_det = transform_fn(z, *context)
+            log_q -= log_det
+        log_weights = losses.gaussian_log_density(z, 0.0, tf.zeros_like(z)) - log_q
         log_weights += log_likelihood_fn(inputs, z)
         return tf.reduce_logsumexp(tf.cast(log_weights, tf.float64), axis=0)
 
@@ -68,10 +74,15 @@ def importance_weighted_log_likelihood(encode_fn, log_likelihood_fn, inputs, num
 
 
 def model_functions(model, config):
-    """encode_fn and log_likelihood_fn of a vae_tf model, for the estimator above."""
+    """encode_fn, log_likelihood_fn and transform_fn of a vae_tf model, for the estimator
+    above (transform_fn None without a flow)."""
 
     def encode_fn(images):
-        return model.encode(images)
+        z_mean, z_log_var, context = model.posterior(images)
+        return (z_mean, z_log_var) if model.flow is None else (z_mean, z_log_var, context)
+
+    def transform_fn(z, context):
+        return model.transform(z, context)
 
     def log_likelihood_fn(images, z):
         count, batch = tf.shape(z)[0], tf.shape(z)[1]
@@ -84,7 +95,7 @@ def model_functions(model, config):
         return tf.reshape(losses.log_likelihood(config.likelihood, tiled, logits,
                                                 config.decoder_std), [count, batch])
 
-    return encode_fn, log_likelihood_fn
+    return encode_fn, log_likelihood_fn, (None if model.flow is None else transform_fn)
 
 
 def iwae_function(model, config, num_samples: int, chunk_size: int, jit_compile: bool):
@@ -95,12 +106,14 @@ def iwae_function(model, config, num_samples: int, chunk_size: int, jit_compile:
     derive other numbers from a seed given at run time, and the samples must not
     depend on whether XLA is on.
     """
-    encode_fn, log_likelihood_fn = model_functions(model, config)
+    encode_fn, log_likelihood_fn, transform_fn = model_functions(model, config)
     if jit_compile:
         encode_fn = tf.function(encode_fn, jit_compile=True)
         log_likelihood_fn = tf.function(log_likelihood_fn, jit_compile=True)
+        if transform_fn is not None:
+            transform_fn = tf.function(transform_fn, jit_compile=True)
     return tf.function(lambda x, s: importance_weighted_log_likelihood(
-        encode_fn, log_likelihood_fn, x, num_samples, chunk_size, s))
+        encode_fn, log_likelihood_fn, x, num_samples, chunk_size, s, transform_fn))
 
 
 # --batch_size, --chunk_size and --jit_compile of the IWAE estimate, when `auto`: the
@@ -170,18 +183,23 @@ def evaluate_model(model, config, images: np.ndarray, labels: np.ndarray, num_sa
 
     Bits per dimension divide the negative log-likelihood by H*W*C*log(2).
     """
-    encode_fn, log_likelihood_fn = model_functions(model, config)
+    encode_fn, log_likelihood_fn, transform_fn = model_functions(model, config)
     estimate = iwae_function(model, config, num_samples, chunk_size, jit_compile)
     totals = {"reconstruction": 0.0, "kl": 0.0, "log_px": 0.0}
     bar = keras.utils.Progbar(len(images), unit_name="image") if progress else None
     for start in range(0, len(images), batch_size):
         batch = tf.constant(images[start:start + batch_size], tf.float32)
-        z_mean, z_log_var = encode_fn(batch)
-        # One seeded sample per image for the ELBO's reconstruction term.
+        z_mean, z_log_var, *context = encode_fn(batch)
+        # One seeded sample per image for the ELBO's reconstruction term (and a flow's KL).
         epsilon = inspection.prior_z(len(batch), config.z_dim, seed + 1 + start)
         z = reparameterize(z_mean, z_log_var, epsilon)
+        if transform_fn is None:
+            kl = losses.kl_divergence(z_mean, z_log_var)
+        else:
+            z, log_det = transform_fn(z, *context)
+            kl = losses.flow_kl_divergence(z, z_log_var, log_det)
         totals["reconstruction"] -= float(tf.reduce_sum(log_likelihood_fn(batch, z[tf.newaxis])))
-        totals["kl"] += float(tf.reduce_sum(losses.kl_divergence(z_mean, z_log_var)))
+        totals["kl"] += float(tf.reduce_sum(kl))
         totals["log_px"] += float(tf.reduce_sum(estimate(batch, tf.constant(seed + start))))
         if bar is not None:
             bar.add(len(batch))

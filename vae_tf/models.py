@@ -23,6 +23,7 @@ import keras
 import tensorflow as tf
 
 from vae_tf import compat, losses
+from vae_tf.flows import InverseAutoregressiveFlow
 from vae_tf.data import MNIST_IMAGE_SHAPE, as_float_images
 
 SOFTPLUS_MIN_STD = 1e-6  # keeps log(std) finite when softplus underflows
@@ -39,9 +40,11 @@ SCALES = {
 class VAEOutputs(NamedTuple):
     z_mean: tf.Tensor  # [B, Z] float32
     z_log_var: tf.Tensor  # [B, Z] float32, whatever the scale parameterisation
-    z: tf.Tensor  # [B, Z] one reparameterised sample
+    z: tf.Tensor  # [B, Z] one reparameterised sample (after the flow, if any)
     logits: tf.Tensor  # [B, H, W, C] logits of p(x|z)
     class_logits: Optional[tf.Tensor]  # [B, C] for conditional models, else None
+    # [B] log |det dz/dz_0| of the inverse autoregressive flow; None without one.
+    flow_log_det: Optional[tf.Tensor] = None
 
 
 def reparameterize(z_mean, z_log_var, epsilon):
@@ -132,7 +135,8 @@ class Encoder(keras.Model):
     Sohn et al., 2015) joins the image's features where they are flattened.
     """
 
-    def __init__(self, body: list, z_dim: int, scale: str = "log_var", **kwargs):
+    def __init__(self, body: list, z_dim: int, scale: str = "log_var", context_units: int = 0,
+                 **kwargs):
         super().__init__(**kwargs)
         _require_choice("scale", scale, SCALES)
         self.scale = scale
@@ -140,8 +144,13 @@ class Encoder(keras.Model):
         # The heads stay float32 so the KL term is exact under mixed precision.
         self.mean_head = keras.layers.Dense(z_dim, dtype="float32", name="z_mean")
         self.scale_head = keras.layers.Dense(z_dim, dtype="float32", name="z_scale")
+        # The context h of an inverse autoregressive flow (`vae_tf.flows`), if any.
+        self.context_head = (keras.layers.Dense(context_units, activation="elu",
+                                                dtype="float32", name="flow_context")
+                             if context_units else None)
 
-    def call(self, images, training=False, condition=None):
+    def call(self, images, training=False, condition=None, return_context=False):
+        """(z_mean, z_log_var), or with `return_context` (z_mean, z_log_var, context)."""
         hidden = images
         for layer in self.body:
             hidden = layer(hidden, training=training)
@@ -149,7 +158,10 @@ class Encoder(keras.Model):
                 hidden = tf.concat([hidden, tf.cast(condition, hidden.dtype)], axis=-1)
         z_mean = self.mean_head(hidden)
         z_log_var = log_variance(self.scale_head(hidden), self.scale)
-        return z_mean, z_log_var
+        if not return_context:
+            return z_mean, z_log_var
+        context = self.context_head(hidden) if self.context_head is not None else None
+        return z_mean, z_log_var, context
 
 
 class Decoder(keras.Model):
@@ -184,10 +196,10 @@ class Decoder(keras.Model):
 
 
 def mlp_encoder(z_dim: int, scale: str, hidden_units, activation: str, dropout: float = 0.0,
-                seed: int = 0, **kwargs) -> Encoder:
+                seed: int = 0, context_units: int = 0, **kwargs) -> Encoder:
     """Flatten, then one Dense layer of `activation` per entry of `hidden_units`."""
     body = [keras.layers.Flatten()] + dense_layers(hidden_units, activation, dropout, seed)
-    return Encoder(body, z_dim, scale, **kwargs)
+    return Encoder(body, z_dim, scale, context_units, **kwargs)
 
 
 def mlp_decoder(hidden_units, activation: str, image_shape, dropout: float = 0.0,
@@ -198,12 +210,13 @@ def mlp_decoder(hidden_units, activation: str, image_shape, dropout: float = 0.0
 
 
 def conv_encoder(z_dim: int, scale: str, filters, kernel_size: int, strides,
-                 leaky_relu_slope: float, dropout: float, seed: int = 0, **kwargs) -> Encoder:
+                 leaky_relu_slope: float, dropout: float, seed: int = 0, context_units: int = 0,
+                 **kwargs) -> Encoder:
     """Conv2D layers with leaky ReLU, each followed by dropout, then Flatten."""
     leaky = keras.layers.LeakyReLU(negative_slope=leaky_relu_slope)
     body = conv_layers(keras.layers.Conv2D, filters, kernel_size, strides, leaky, dropout,
                        seed, dropout_after=range(len(filters)))
-    return Encoder(body + [keras.layers.Flatten()], z_dim, scale, **kwargs)
+    return Encoder(body + [keras.layers.Flatten()], z_dim, scale, context_units, **kwargs)
 
 
 def seed_grid(image_shape, strides) -> tuple:
@@ -274,18 +287,26 @@ class VAE(compat.SkipSymbolicBuildWhenBuilt, keras.Model):
     one-hot true label while training, so z has no reason to carry the class,
     and an image without a label is encoded with the classifier's prediction,
     as in Kingma et al. (2014)'s M2.
+
+    With a `flow` (an inverse autoregressive flow, `vae_tf.flows`), z is the
+    flow of the Gaussian draw, driven by the encoder's context head, and the KL
+    term is estimated from that sample (`losses.flow_kl_divergence`).
     """
 
     def __init__(self, encoder: Encoder, decoder: Decoder, likelihood: str,
                  classifier: Optional[Classifier] = None, num_classes: int = 10,
                  decoder_std: float = 1.0, classifier_weight: float = 0.0, beta: float = 1.0,
                  sampling_seed: Optional[int] = None, condition_on: str = "classifier",
-                 **kwargs):
+                 flow: Optional[InverseAutoregressiveFlow] = None, **kwargs):
         super().__init__(**kwargs)
         _require_choice("condition_on", condition_on, CONDITIONS)
         if condition_on == "label" and classifier is None:
             raise ValueError("condition_on='label' needs a classifier, to label images "
                              "that come without one")
+        if (flow is None) != (encoder.context_head is None):
+            raise ValueError("a flow needs an encoder with a context head, and only a flow "
+                             "reads one")
+        self.flow = flow
         self.condition_on = condition_on
         losses.likelihood_named(likelihood)  # refuses an unknown name now, not at the first step
         self.likelihood = likelihood
@@ -325,19 +346,33 @@ class VAE(compat.SkipSymbolicBuildWhenBuilt, keras.Model):
         if self.condition_on == "label":
             class_logits = self.classifier(images, training=training)
             condition = self._one_hot(labels, class_logits)
-            z_mean, z_log_var = self.encoder(images, training=training, condition=condition)
-            z = self.sampling(z_mean, z_log_var)
+            z_mean, z_log_var, context = self.encoder(
+                images, training=training, condition=condition, return_context=True)
+            z, log_det = self.transform(self.sampling(z_mean, z_log_var), context)
             logits = self.decoder(tf.concat([z, condition], axis=-1), training=training)
-            return VAEOutputs(z_mean, z_log_var, z, logits, class_logits)
-        z_mean, z_log_var = self.encoder(images, training=training)
-        z = self.sampling(z_mean, z_log_var)
+            return VAEOutputs(z_mean, z_log_var, z, logits, class_logits, log_det)
+        z_mean, z_log_var, context = self.encoder(images, training=training,
+                                                  return_context=True)
+        z, log_det = self.transform(self.sampling(z_mean, z_log_var), context)
         class_logits = None
         decoder_input = z
         if self.classifier is not None:
             class_logits = self.classifier(images, training=training)
             decoder_input = with_class_probabilities(z, class_logits)
         logits = self.decoder(decoder_input, training=training)
-        return VAEOutputs(z_mean, z_log_var, z, logits, class_logits)
+        return VAEOutputs(z_mean, z_log_var, z, logits, class_logits, log_det)
+
+    def transform(self, z, context):
+        """(flow(z), log |det|) of Gaussian draws z [..., B, Z]; (z, None) without a flow."""
+        if self.flow is None:
+            return z, None
+        return self.flow(z, context)
+
+    def posterior(self, images):
+        """(z_mean, z_log_var, context) of q(z|x) for unlabelled images; context None
+        without a flow. Draws of N(z_mean, exp(z_log_var)) go through `transform`."""
+        condition = self.condition(images) if self.condition_on == "label" else None
+        return self.encoder(images, training=False, condition=condition, return_context=True)
 
     def _one_hot(self, labels, class_logits):
         """One-hot true labels, or of the classifier's prediction where there are none."""
@@ -355,10 +390,13 @@ class VAE(compat.SkipSymbolicBuildWhenBuilt, keras.Model):
         return tf.nn.softmax(class_logits)
 
     def encode(self, images):
-        """(z_mean, z_log_var) of unlabelled images, each [B, z_dim]."""
-        if self.condition_on == "label":
-            return self.encoder(images, training=False, condition=self.condition(images))
-        return self.encoder(images, training=False)
+        """(z_mean, z_log_var) of unlabelled images, each [B, z_dim].
+
+        With a flow, z_mean is the flow of the Gaussian's mean (the latent that a
+        deterministic reconstruction decodes) and z_log_var the Gaussian's.
+        """
+        z_mean, z_log_var, context = self.posterior(images)
+        return self.transform(z_mean, context)[0], z_log_var
 
     def decode(self, z, labels=None):
         """Mean of p(x|z) in [0, 1], [B, H, W, C]; conditional models need int labels [B]."""
@@ -380,7 +418,9 @@ class VAE(compat.SkipSymbolicBuildWhenBuilt, keras.Model):
         terms = {
             "reconstruction_loss": losses.reconstruction_loss(
                 self.likelihood, images, outputs.logits, self.decoder_std),
-            "kl_loss": losses.kl_divergence(outputs.z_mean, outputs.z_log_var),
+            "kl_loss": (losses.kl_divergence(outputs.z_mean, outputs.z_log_var)
+                        if outputs.flow_log_det is None else losses.flow_kl_divergence(
+                            outputs.z, outputs.z_log_var, outputs.flow_log_det)),
         }
         terms["loss"] = terms["reconstruction_loss"] + self.kl_weight * terms["kl_loss"]
         if self.classifier is not None:
@@ -424,7 +464,9 @@ class VAE(compat.SkipSymbolicBuildWhenBuilt, keras.Model):
 
 def _mlp_parts(config, image_shape):
     encoder = mlp_encoder(config.z_dim, config.scale, config.encoder_layers, config.activation,
-                          dropout=config.dense_dropout, seed=config.seed + 1, name="encoder")
+                          dropout=config.dense_dropout, seed=config.seed + 1,
+                          context_units=config.flow_units if config.flow_steps else 0,
+                          name="encoder")
     decoder = mlp_decoder(config.decoder_layers, config.activation, image_shape,
                           dropout=config.dense_dropout, seed=config.seed + 101,
                           name="decoder")
@@ -435,7 +477,8 @@ def _conv_parts(config, image_shape):
     conv = dict(filters=config.conv_filters, kernel_size=config.conv_kernel_size,
                 leaky_relu_slope=config.leaky_relu_slope, dropout=config.dropout)
     encoder = conv_encoder(config.z_dim, config.scale, strides=config.encoder_strides,
-                           seed=config.seed + 1, name="encoder", **conv)
+                           seed=config.seed + 1, name="encoder",
+                           context_units=config.flow_units if config.flow_steps else 0, **conv)
     decoder = conv_decoder(config.decoder_dense_units, strides=config.decoder_strides,
                            image_shape=image_shape, seed=config.seed + 101, name="decoder",
                            **conv)
@@ -458,10 +501,13 @@ def build_vae(config, num_classes: int, image_shape=MNIST_IMAGE_SHAPE) -> VAE:
         encoder, decoder = ARCHITECTURES[config.arch](config, image_shape)
         classifier = (Classifier(config.classifier_layers, config.activation, num_classes,
                                  name="classifier") if config.conditional else None)
+        flow = (InverseAutoregressiveFlow(config.z_dim, config.flow_steps, config.flow_units,
+                                          dtype="float32", name="flow")
+                if config.flow_steps else None)
         model = VAE(encoder, decoder, config.likelihood, classifier, num_classes,
                     decoder_std=config.decoder_std, classifier_weight=config.classifier_weight,
                     beta=config.beta, sampling_seed=config.seed + 1001,
-                    condition_on=config.condition_on, name="vae")
+                    condition_on=config.condition_on, flow=flow, name="vae")
     finally:
         keras.config.set_dtype_policy(previous)
     model(tf.zeros((1,) + tuple(image_shape)))
