@@ -31,6 +31,8 @@ def test_defaults_are_valid():
     ({"dropout": 1.0}, r"--dropout=1.0 must be in \[0, 1\)"),
     ({"dense_dropout": -0.1}, r"--dense_dropout=-0.1 must be in \[0, 1\)"),
     ({"ema_momentum": 1.0}, r"--ema_momentum=1.0 must be in \[0, 1\)"),
+    ({"flow_steps": -1}, "--flow_steps=-1 must be 0 \\(no flow\\) or more"),
+    ({"flow_units": 0}, "--flow_units=0 must be at least 1"),
     ({"classifier_weight": -2.0}, "--classifier_weight=-2.0 must be 0"),
     ({"encoder_layers": []}, "--encoder_layers= needs one or more positive integers"),
     ({"conv_filters": [64, 0, 64]}, "--conv_filters=64,0,64 needs one or more positive"),

@@ -78,6 +78,30 @@ def test_iwae_with_5000_samples_recovers_the_exact_likelihood_from_a_poor_poster
     assert np.mean(exact - one) > 0.3  # the poor posterior's ELBO is visibly loose
 
 
+def test_a_flow_of_the_draws_is_weighed_by_its_jacobian():
+    # The exact posterior, reached as an affine map of another Gaussian: z = a * z_0 + c.
+    x = _data()
+    mean, log_var = _posterior(x)
+    scale, shift = np.array([0.5, 2.0]), np.array([1.0, -0.3])
+    base = (tf.constant((mean - shift) / scale, tf.float32),
+            tf.constant(log_var - 2 * np.log(scale), tf.float32), tf.zeros((len(x), 1)))
+
+    def transform(z, context):
+        log_det = tf.fill(tf.shape(z)[:-1], float(np.log(scale).sum()))
+        return z * scale.astype(np.float32) + shift.astype(np.float32), log_det
+
+    def estimate(num_samples, transform_fn):
+        return evaluation.importance_weighted_log_likelihood(
+            lambda inputs: base, _log_likelihood_fn, tf.constant(x), num_samples, 500, 0,
+            transform_fn).numpy()
+
+    np.testing.assert_allclose(estimate(1, transform), _exact_log_px(x), atol=2e-3)
+    # Without the Jacobian's log-determinant the same draws are weighed wrongly.
+    unweighted = lambda z, context: (transform(z, context)[0], tf.zeros(tf.shape(z)[:-1]))  # noqa: E731
+    np.testing.assert_allclose(estimate(1, unweighted) - _exact_log_px(x),
+                               np.log(scale).sum(), atol=2e-3)
+
+
 def test_chunks_in_a_loop_and_a_remainder_draw_what_one_pass_over_their_samples_would():
     x = _data(5)
     mean, log_var = _posterior(x)
@@ -121,7 +145,9 @@ def trained(tiny_data_dir, tmp_path_factory):
                         ("tutorial", ["--z_dim=2", "--classifier_weight=1",
                                       "--likelihood=gaussian", "--decoder_std=0.5"]),
                         ("squared", ["--z_dim=2", "--likelihood=squared_error",
-                                     "--scale=log_std"])):
+                                     "--scale=log_std"]),
+                        ("flow", ["--z_dim=2", "--flow_steps=3", "--flow_units=8",
+                                  "--binarize=dynamic"])):
         config = parse_config("--arch=mlp", "--encoder_layers=32", "--decoder_layers=32",
                               "--batch_size=32", "--epochs=2", "--noprogress_bar",
                               "--figures_every=0", "--noexport", *extra,
@@ -247,14 +273,24 @@ def _numpy_iwae(model, config, images, num_samples, chunk_size, seed=0):
     estimator's own (the same stateless draws per chunk), so that the two must
     agree to rounding rather than to sampling error.
     """
-    z_mean, z_log_var = (t.numpy().astype(np.float64) for t in model.encode(images))
+    z_mean, z_log_var, context = model.posterior(tf.constant(images))
+    z_mean, z_log_var = z_mean.numpy().astype(np.float64), z_log_var.numpy().astype(np.float64)
     eps = np.concatenate([
         tf.random.stateless_normal((min(chunk_size, num_samples - start),) + z_mean.shape,
                                    seed=[seed, start]).numpy()
         for start in range(0, num_samples, chunk_size)]).astype(np.float64)
     z = z_mean + np.exp(0.5 * z_log_var) * eps  # [K, N, Z]
-    log_prior = -0.5 * (z ** 2 + math.log(2 * math.pi)).sum(-1)
     log_q = -0.5 * (eps ** 2 + z_log_var + math.log(2 * math.pi)).sum(-1)
+    if model.flow is not None:  # log q(z) falls by the log |det| of the flow's Jacobian
+        z0 = tf.constant(z.reshape(-1, z.shape[-1]), tf.float32)
+        tiled_context = tf.tile(context, [num_samples, 1])
+        with tf.GradientTape() as tape:
+            tape.watch(z0)
+            flowed, _ = model.flow(z0, tiled_context)
+        jacobian = tape.batch_jacobian(flowed, z0).numpy().astype(np.float64)
+        log_q -= np.linalg.slogdet(jacobian)[1].reshape(log_q.shape)
+        z = flowed.numpy().astype(np.float64).reshape(z.shape)
+    log_prior = -0.5 * (z ** 2 + math.log(2 * math.pi)).sum(-1)
     inputs = z.reshape(-1, z.shape[-1])
     if model.conditional:
         logits = model.classifier(tf.constant(images), training=False).numpy()
@@ -270,7 +306,7 @@ def _numpy_iwae(model, config, images, num_samples, chunk_size, seed=0):
     return top + np.log(np.exp(log_weights - top).mean(0))  # [N]
 
 
-@pytest.mark.parametrize("name", ["conditional", "tutorial", "squared"])
+@pytest.mark.parametrize("name", ["conditional", "tutorial", "squared", "flow"])
 def test_the_iwae_of_each_likelihood_and_the_classifier_matches_an_independent_estimate(
         trained, name):
     from vae_tf import checkpoints, data

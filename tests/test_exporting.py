@@ -67,7 +67,9 @@ def exported(tiny_data_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     results = {}
     for name, extra in (("conditional", ["--arch=mlp", "--z_dim=3", "--classifier_weight=1"]),
-                        ("conv", ["--arch=conv", "--z_dim=2"])):
+                        # With a flow posterior, which the encode signature runs too.
+                        ("conv", ["--arch=conv", "--z_dim=2", "--flow_steps=2",
+                                  "--flow_units=8"])):
         config = parse_config(*SMALL, *extra, f"--data_dir={tiny_data_dir}",
                               f"--model_dir={root / name}")
         results[name] = training.train_and_evaluate(config)

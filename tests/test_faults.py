@@ -246,9 +246,11 @@ RESUMED_KINDS = {
                             "--z_dim=4", "--learning_rate_drops=1:0.0003,2:0.0001"],
     # A resumed run trains in two `fit` calls; Keras would load the average into the weights
     # at the end of the first, so the rest of the epochs would train on from the average.
-    "weight averaging, dense dropout": ["--arch=mlp", "--encoder_layers=2048",
-                                        "--decoder_layers=2048", "--z_dim=4",
-                                        "--ema_momentum=0.9", "--dense_dropout=0.3"],
+    # With a flow, too: its steps and the encoder's context head are in the checkpoint.
+    "weight averaging, dense dropout, flow": ["--arch=mlp", "--encoder_layers=2048",
+                                              "--decoder_layers=2048", "--z_dim=4",
+                                              "--ema_momentum=0.9", "--dense_dropout=0.3",
+                                              "--flow_steps=2", "--flow_units=16"],
 }
 
 

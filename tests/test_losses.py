@@ -31,6 +31,24 @@ def test_kl_matches_numpy_reference_per_example():
     np.testing.assert_allclose(losses.kl_divergence(mean, log_var).numpy(), expected, rtol=1e-5)
 
 
+@pytest.mark.parametrize("scale", [1.0, 0.6])  # the identity, and a contraction
+def test_the_sampled_kl_of_a_flow_is_the_closed_form_kl_of_where_it_sends_the_gaussian(scale):
+    # z = scale * z_0 + shift, with z_0 ~ N(mean, exp(log_var)): q(z|x) is the Gaussian
+    # N(scale * mean + shift, scale^2 exp(log_var)), whose KL has a closed form.
+    rng = np.random.default_rng(1)
+    mean, log_var = rng.normal(size=(1, 3)), rng.normal(size=(1, 3))
+    shift = rng.normal(size=3)
+    draws = 200_000
+    z0 = mean + np.exp(0.5 * log_var) * rng.normal(size=(draws, 3))
+    z = scale * z0 + shift
+    log_det = np.full(draws, 3 * math.log(scale))
+    sampled = losses.flow_kl_divergence(tf.constant(z), tf.constant(np.repeat(log_var, draws, 0)),
+                                        tf.constant(log_det)).numpy()
+    exact = losses.kl_divergence(scale * mean + shift, log_var + 2 * math.log(scale)).numpy()[0]
+    assert abs(sampled.mean() - exact) < 4 * sampled.std() / math.sqrt(draws)
+    assert abs(sampled.mean() - exact) < 0.02
+
+
 def test_gaussian_nll_includes_the_normalising_constant():
     images = tf.zeros((2, 28, 28, 1))
     means = tf.fill((2, 28, 28, 1), 0.5)

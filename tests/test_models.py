@@ -202,6 +202,49 @@ def test_dense_dropout_drops_hidden_units_while_training_only():
     assert not any(isinstance(layer, keras.layers.Dropout) for layer in plain.decoder.body)
 
 
+@pytest.mark.parametrize("arch, condition_on", [("mlp", None), ("conv", "label")])
+def test_a_flow_model_decodes_the_flow_of_its_draws_and_trains(arch, condition_on):
+    extra = dict(classifier_weight=1.0, condition_on=condition_on) if condition_on else {}
+    config = _small(arch, flow_steps=2, flow_units=16, mixed_precision="bfloat16", **extra)
+    model = _compiled(config, learning_rate=3e-3)
+    assert len(model.flow.flow_steps) == 2 and model.encoder.context_head.units == 16
+    images, labels = _batch()
+    outputs = model(images, labels=labels)
+    assert outputs.z.dtype == outputs.flow_log_det.dtype == tf.float32
+    assert outputs.flow_log_det.shape == (BATCH,)
+    # z is the flow of the draw, and the KL term is the flow's sampled one.
+    z_mean, z_log_var, context = model.encoder(images, condition=tf.one_hot(labels, 10)
+                                               if condition_on else None, return_context=True)
+    np.testing.assert_allclose(outputs.z_mean, z_mean, rtol=1e-5, atol=1e-6)
+    terms = model.example_losses(images, labels, outputs)
+    from vae_tf import losses
+    np.testing.assert_allclose(terms["kl_loss"], losses.flow_kl_divergence(
+        outputs.z, outputs.z_log_var, outputs.flow_log_det), rtol=1e-5)
+    # encode() gives the flow of the mean: what a deterministic reconstruction decodes.
+    encoded, _ = model.encode(images)
+    condition = model.condition(images)
+    np.testing.assert_allclose(encoded, model.transform(model.posterior(images)[0],
+                                                        model.posterior(images)[2])[0],
+                               rtol=1e-5, atol=1e-6)
+    decoder_input = encoded if condition is None else tf.concat([encoded, condition], -1)
+    np.testing.assert_allclose(model.reconstruct(images),
+                               tf.sigmoid(model.decoder(decoder_input)), rtol=1e-5, atol=1e-6)
+    first = model.train_on_batch(images, labels, return_dict=True)["loss"]
+    flow_before = [v.numpy().copy() for v in model.flow.trainable_variables]
+    for _ in range(30):
+        last = model.train_on_batch(images, labels, return_dict=True)["loss"]
+    assert np.isfinite(last) and last < first, (first, last)
+    assert any(np.abs(v.numpy() - before).max() > 0
+               for v, before in zip(model.flow.trainable_variables, flow_before))
+
+
+def test_a_flow_and_a_context_head_come_together():
+    encoder = models.mlp_encoder(3, "log_var", [16], "relu", context_units=8)
+    decoder = models.mlp_decoder([16], "relu", (28, 28, 1))
+    with pytest.raises(ValueError, match="a flow needs an encoder with a context head"):
+        models.VAE(encoder, decoder, "bernoulli")
+
+
 def test_a_glu_mlp_vae_can_overfit_one_batch():
     model = _compiled(_small("mlp", encoder_layers=[128], decoder_layers=[128], z_dim=8,
                              activation="glu"), learning_rate=3e-3)

@@ -19,8 +19,8 @@ conditioned on every other one after two steps. The masks follow MADE (Germain
 et al., 2015, arXiv:1502.03509).
 """
 
-import numpy as np
 import keras
+import numpy as np
 import tensorflow as tf
 
 # Initial bias of s, so that sigma starts near sigmoid(2) = 0.88 and each step near
@@ -69,18 +69,18 @@ class IAFStep(keras.layers.Layer):
     def __init__(self, z_dim: int, units: int, **kwargs):
         super().__init__(**kwargs)
         to_hidden, to_output = made_masks(z_dim, units)
-        self.z_dim = z_dim
-        self.hidden = MaskedDense(to_hidden, name="hidden")
-        self.context_hidden = keras.layers.Dense(units, use_bias=False, name="context_hidden")
+        dtype = self.dtype_policy  # the step's own (float32 in a VAE), not the global policy
+        self.hidden = MaskedDense(to_hidden, name="hidden", dtype=dtype)
+        self.context_hidden = keras.layers.Dense(units, use_bias=False, name="context_hidden",
+                                                 dtype=dtype)
         # Zero output weights: the step starts as z' = sigmoid(2) * z, shift 0.
-        self.shift = MaskedDense(to_output, kernel_initializer="zeros", name="shift")
+        self.shift = MaskedDense(to_output, kernel_initializer="zeros", name="shift", dtype=dtype)
         self.scale = MaskedDense(to_output, kernel_initializer="zeros",
                                  bias_initializer=keras.initializers.Constant(SCALE_BIAS),
-                                 name="scale")
-        self.context_shift = keras.layers.Dense(z_dim, use_bias=False, kernel_initializer="zeros",
-                                                name="context_shift")
-        self.context_scale = keras.layers.Dense(z_dim, use_bias=False, kernel_initializer="zeros",
-                                                name="context_scale")
+                                 name="scale", dtype=dtype)
+        zeros = dict(use_bias=False, kernel_initializer="zeros", dtype=dtype)
+        self.context_shift = keras.layers.Dense(z_dim, name="context_shift", **zeros)
+        self.context_scale = keras.layers.Dense(z_dim, name="context_scale", **zeros)
 
     def call(self, z, context):
         hidden = tf.nn.elu(self.hidden(z) + self.context_hidden(context))
@@ -104,7 +104,7 @@ class InverseAutoregressiveFlow(keras.layers.Layer):
         super().__init__(**kwargs)
         if steps < 1:
             raise ValueError(f"an inverse autoregressive flow needs at least one step, got {steps}")
-        self.flow_steps = [IAFStep(z_dim, units, name=f"step_{index}")
+        self.flow_steps = [IAFStep(z_dim, units, name=f"step_{index}", dtype=self.dtype_policy)
                            for index in range(steps)]
 
     def call(self, z, context):

@@ -23,8 +23,8 @@ import keras
 import tensorflow as tf
 
 from vae_tf import compat, losses
-from vae_tf.flows import InverseAutoregressiveFlow
 from vae_tf.data import MNIST_IMAGE_SHAPE, as_float_images
+from vae_tf.flows import InverseAutoregressiveFlow
 
 SOFTPLUS_MIN_STD = 1e-6  # keeps log(std) finite when softplus underflows
 # Keras dtype policies of --mixed_precision.
