@@ -304,8 +304,22 @@ def _test_class_unknown(tmp_path):
     return str(tmp_path / "set"), "dog: a class folder that the training split does not have"
 
 
+def _npz_test_class_unseen(tmp_path):
+    path = tmp_path / "bad.npz"
+    np.savez(path, x_train=np.zeros((4, 8, 8), np.uint8), y_train=np.array([0, 1, 0, 1]),
+             x_test=np.zeros((2, 8, 8), np.uint8), y_test=np.array([1, 2]))
+    return str(path), "bad.npz: y_test holds class 2, which no image of y_train has"
+
+
+def _npz_no_training_images(tmp_path):
+    path = tmp_path / "bad.npz"
+    np.savez(path, x_train=np.zeros((0, 8, 8), np.uint8), x_test=np.zeros((2, 8, 8), np.uint8))
+    return str(path), "bad.npz: x_train holds no images"
+
+
 BAD_INPUTS = [_truncated, _not_an_image, _empty, _no_images, _npz_without_x_train,
-              _npz_labels_off_by_one, _npz_not_a_zip, _test_class_unknown]
+              _npz_labels_off_by_one, _npz_not_a_zip, _test_class_unknown,
+              _npz_test_class_unseen, _npz_no_training_images]
 
 
 @pytest.mark.parametrize("make", BAD_INPUTS, ids=[make.__name__[1:] for make in BAD_INPUTS])
@@ -318,11 +332,38 @@ def test_each_bad_input_is_one_line_naming_the_file(make, tmp_path):
     assert str(tmp_path) in message  # the full path, not only the file's name
 
 
-def test_the_train_command_reports_a_bad_folder_in_one_line_and_exits_1(tmp_path):
-    path, expected = _truncated(tmp_path)
+def _streamed_png_cut(tmp_path):
+    """80 PNGs of 128x128 (1.25 MB, above --memory_budget_mb=1), one of them cut in half."""
+    noise = np.random.default_rng(0).integers(0, 255, (80, 128, 128), dtype=np.uint8)
+    (tmp_path / "set").mkdir()
+    for index in range(80):
+        Image.fromarray(noise[index]).save(tmp_path / "set" / f"{index:02d}.png")
+    whole = (tmp_path / "set" / "37.png").read_bytes()
+    (tmp_path / "set" / "37.png").write_bytes(whole[:len(whole) // 2])
+    return str(tmp_path / "set"), "37.png: truncated or corrupt"
+
+
+def _streamed_jpeg_scan_cut(tmp_path):
+    """80 JPEGs of 128x128, one whose scan data is cut while its headers are whole."""
+    noise = np.random.default_rng(0).integers(0, 255, (80, 128, 128), dtype=np.uint8)
+    (tmp_path / "set").mkdir()
+    for index in range(80):
+        Image.fromarray(noise[index]).save(tmp_path / "set" / f"{index:02d}.jpg", quality=95)
+    whole = (tmp_path / "set" / "51.jpg").read_bytes()
+    (tmp_path / "set" / "51.jpg").write_bytes(whole[:len(whole) * 3 // 4])
+    with Image.open(tmp_path / "set" / "51.jpg") as image:  # the headers still read
+        assert image.size == (128, 128)
+    return str(tmp_path / "set"), "51.jpg: truncated or corrupt"
+
+
+@pytest.mark.parametrize("make", [_truncated, _streamed_png_cut, _streamed_jpeg_scan_cut],
+                         ids=["held", "streamed png", "streamed jpeg"])
+def test_the_train_command_reports_a_bad_folder_in_one_line_and_exits_1(make, tmp_path):
+    path, expected = make(tmp_path)
     result = subprocess.run([sys.executable, "-m", "vae_tf.train", f"--dataset={path}",
-                             f"--model_dir={tmp_path / 'run'}"], capture_output=True, text=True,
-                            timeout=300)
+                             f"--model_dir={tmp_path / 'run'}", "--memory_budget_mb=1",
+                             *SMALL_MLP, "--epochs=1", "--noprogress_bar"],
+                            capture_output=True, text=True, timeout=300)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("error: ")
     assert expected in result.stderr and not os.path.exists(tmp_path / "run")

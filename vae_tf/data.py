@@ -361,7 +361,8 @@ def _load_folder(folder: str, options: LoadOptions) -> Dataset:
         log.info(f"{folder}: {len(paths):,} images of {shape[0]}x{shape[1]}x{shape[2]} are "
                  f"{len(paths) * int(np.prod(shape)) / 2**20:,.0f} MB, above "
                  f"--memory_budget_mb={options.memory_budget // 2**20}: streaming them from "
-                 f"disk.")
+                 f"disk; checking that every one decodes first.")
+        image_files.check_images(paths, shape)
 
     def split_of(files):
         images = (image_files.ImageFiles(files.paths, shape) if streamed

@@ -239,20 +239,42 @@ class ImageFiles:
         return read_images(chosen, self.image_shape, progress=False)
 
 
-def read_images(paths, shape, progress: bool = True) -> np.ndarray:
-    """uint8 [N, H, W, C] of image files, decoded by a thread per core."""
-    images = np.empty((len(paths),) + tuple(shape), np.uint8)
+def _decoded(paths, shape, progress: bool):
+    """The pixels of each image file, in order, decoded by a thread per core.
+
+    Shows a progress bar for 5,000 images or more.
+    """
     bar = None
     if progress and len(paths) >= 5000:
         import keras
 
         bar = keras.utils.Progbar(len(paths), unit_name="image")
-    with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+    pool = concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1)
+    try:
         for index, pixels in enumerate(pool.map(lambda p: read_image(p, shape), paths)):
-            images[index] = pixels
-            if bar is not None and (index + 1) % 1000 == 0:
+            yield index, pixels
+            if bar is not None and ((index + 1) % 1000 == 0 or index + 1 == len(paths)):
                 bar.update(index + 1)
+    finally:  # a bad file stops the rest at once, rather than after every decode queued
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def read_images(paths, shape, progress: bool = True) -> np.ndarray:
+    """uint8 [N, H, W, C] of image files, decoded by a thread per core."""
+    images = np.empty((len(paths),) + tuple(shape), np.uint8)
+    for index, pixels in _decoded(paths, shape, progress):
+        images[index] = pixels
     return images
+
+
+def check_images(paths, shape, progress: bool = True) -> None:
+    """Decodes every image once and keeps nothing: DataError naming the first bad file.
+
+    A set that streams from disk is decoded again every epoch; a file that
+    cannot be decoded must stop the run before any work, not inside an epoch.
+    """
+    for _ in _decoded(paths, shape, progress):
+        pass
 
 
 NPZ_KEYS = ("x_train", "x_test", "y_train", "y_test")
@@ -350,6 +372,10 @@ def read_npz(path: str, memory_budget: int):
                             f"--memory_budget_mb; to stream it, store uint8 pixels of 1 or 3 "
                             f"channels, or raise --memory_budget_mb.")
         arrays[key] = array
+    for key in ("x_train", "x_test"):
+        if not len(arrays[key]):
+            raise DataError(f"{path}: {key} holds no images; store at least one image in "
+                            f"each of x_train and x_test.")
     labels = {}
     for split in ("train", "test"):
         key = f"y_{split}"
@@ -364,6 +390,11 @@ def read_npz(path: str, memory_budget: int):
                                 f"it holds {values.dtype} values from {values.min()}.")
             labels[split] = values.astype(np.int32)
     if labels:
+        unseen = sorted(set(labels["test"].tolist()) - set(labels["train"].tolist()))
+        if unseen:
+            raise DataError(f"{path}: y_test holds class {unseen[0]}, which no image of "
+                            f"y_train has; a model cannot learn a class it never sees, so "
+                            f"give it training images or drop it from the test split.")
         num_classes = int(max(labels["train"].max(initial=0), labels["test"].max(initial=0))) + 1
         if class_names is None:
             class_names = tuple(str(k) for k in range(num_classes))
