@@ -95,6 +95,8 @@ def test_identity_covers_model_shape_but_not_training_length():
     base = Config()
     assert base.identity() != Config(arch="mlp").identity()
     assert base.identity() != Config(z_dim=3).identity()
+    # The seed draws the test split of a folder and the data order: another seed is another run.
+    assert base.identity() != Config(seed=1).identity()
     assert base.identity() == Config(epochs=50, learning_rate=0.1, batch_size=7).identity()
 
 

@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from vae_tf import run_dir, training
 from vae_tf.errors import ConfigError, RunDirError
@@ -154,6 +155,25 @@ def test_model_dir_of_another_configuration_is_refused_and_left_alone(tiny_args)
                        r"encoder_layers=128, decoder_layers=128\); .*--overwrite") as error:
         training.train_and_evaluate(parse_config(*tiny_args, "--arch=conv", "--z_dim=3"))
     assert "\n" not in str(error.value)
+    after = {path: os.path.getmtime(path)
+             for path in glob.glob(os.path.join(first.model_dir, "**"), recursive=True)}
+    assert before == after
+
+
+def test_a_rerun_with_another_seed_is_refused_naming_the_flag(tiny_args, tmp_path):
+    """The seed draws a folder's test split: a new seed would let test images into training."""
+    folder = tmp_path / "images"
+    for index in range(40):
+        (folder / str(index % 2)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((8, 8), index * 6, np.uint8)).save(
+            folder / str(index % 2) / f"{index}.png")
+    args = (*FAST, *tiny_args, f"--dataset={folder}", "--batch_size=8", "--steps_per_epoch=1")
+    first = training.train_and_evaluate(parse_config(*args, "--epochs=1"))
+    before = {path: os.path.getmtime(path)
+              for path in glob.glob(os.path.join(first.model_dir, "**"), recursive=True)}
+    with pytest.raises(RunDirError, match=r"holds a run with seed=0 \(this run asks for "
+                       r"seed=1\); .*--overwrite"):
+        training.train_and_evaluate(parse_config(*args, "--epochs=2", "--seed=1"))
     after = {path: os.path.getmtime(path)
              for path in glob.glob(os.path.join(first.model_dir, "**"), recursive=True)}
     assert before == after

@@ -163,8 +163,10 @@ class Config:
         "", "Lower the learning rate after chosen epochs: EPOCH:RATE pairs, comma-separated; "
         "120:0.0003,180:0.0001 trains epochs 1-120 at --learning_rate, 121-180 at 0.0003 and "
         "the rest at 0.0001. Empty: --learning_rate throughout.")
-    seed: int = _field(0, "Seed of the weights, the data order, dropout and the latent "
-                       "noise; the same seed gives the same run.")
+    seed: int = _field(0, "Seed of the weights, the test split drawn by --test_fraction, the "
+                       "data order, dropout and the latent noise; the same seed gives the same "
+                       "run. Part of the run: a rerun with another seed is refused.",
+                       identity=True)
     strategy: str = _field(
         "default", "tf.distribute strategy: 'default' (one device), 'mirrored' (every local "
         "GPU, or logical CPU device), or 'multi_worker' (several machines, configured by "

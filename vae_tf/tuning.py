@@ -64,7 +64,8 @@ def cache_key(config, spec) -> str:
             if name in config.identity() or name in (
                 "batch_size", "steps_per_execution", "mixed_precision", "intra_op_threads",
                 "inter_op_threads", "dropout", "leaky_relu_slope")}
-    step.pop("dataset", None)  # the data matter only through their shape
+    for name in ("dataset", "seed"):  # the data matter only through their shape
+        step.pop(name, None)
     described = {"cpu": cpu_model(), "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
                  "cpus": os.cpu_count(), "tensorflow": tf.__version__,
                  "keras": keras.__version__, "image_shape": list(spec.image_shape),
