@@ -179,6 +179,44 @@ def test_a_rerun_with_another_seed_is_refused_naming_the_flag(tiny_args, tmp_pat
     assert before == after
 
 
+@pytest.mark.parametrize("lose", ["deleted", "emptied"])
+def test_a_trained_run_whose_checkpoints_vanished_is_refused_not_restarted(lose, tiny_args):
+    args = (*FAST, *tiny_args, "--steps_per_epoch=1")
+    first = training.train_and_evaluate(parse_config(*args, "--epochs=2"))
+    folder = os.path.join(first.model_dir, "checkpoints")
+    if lose == "deleted":
+        shutil.rmtree(folder)
+    else:
+        for path in glob.glob(os.path.join(folder, "*")):
+            os.remove(path) if os.path.isfile(path) else shutil.rmtree(path)
+    before = {path: os.path.getmtime(path)
+              for path in glob.glob(os.path.join(first.model_dir, "**"), recursive=True)
+             if os.path.isfile(path)}
+    with pytest.raises(RunDirError, match=r"holds a trained run \(metrics.csv of 2 epochs\) "
+                       r"but no checkpoint in .*checkpoints; .*--overwrite") as error:
+        training.train_and_evaluate(parse_config(*args, "--epochs=3"))
+    assert "\n" not in str(error.value)
+    after = {path: os.path.getmtime(path)
+             for path in glob.glob(os.path.join(first.model_dir, "**"), recursive=True)
+             if os.path.isfile(path)}
+    assert before == after
+    # --overwrite keeps the old run aside and starts afresh.
+    fresh = training.train_and_evaluate(parse_config(*args, "--epochs=1", "--overwrite"))
+    assert fresh.initial_epoch == 0 and glob.glob(first.model_dir + ".replaced-*")
+
+
+def test_a_first_epoch_killed_before_its_checkpoint_is_redone(tiny_args):
+    """metrics.csv's first row is written before the epoch's checkpoint: a kill between the two."""
+    args = (*FAST, *tiny_args, "--steps_per_epoch=1")
+    first = training.train_and_evaluate(parse_config(*args, "--epochs=1"))
+    shutil.rmtree(os.path.join(first.model_dir, "checkpoints"))
+    rows = run_dir.read_metrics(first.model_dir)
+    del rows[0]["checkpoint_seconds"]
+    run_dir._write_metrics(os.path.join(first.model_dir, "metrics.csv"), rows)
+    again = training.train_and_evaluate(parse_config(*args, "--epochs=1"))
+    assert again.initial_epoch == 0 and [row["epoch"] for row in again.metrics] == [0]
+
+
 def test_overwrite_moves_the_old_run_aside(tiny_args):
     first = training.train_and_evaluate(parse_config(*FAST, *tiny_args, "--epochs=1"))
     training.train_and_evaluate(parse_config(*FAST, *tiny_args, "--epochs=1", "--z_dim=3",

@@ -176,6 +176,13 @@ def resume_position(model_dir: str) -> tuple:
     return max(positions)
 
 
+def any_saved(model_dir: str) -> bool:
+    """Whether the run's folder holds any checkpoint's files, per epoch or in an epoch."""
+    folder = os.path.join(model_dir, CHECKPOINT_DIR)
+    return bool(glob.glob(os.path.join(folder, "ckpt-*.index")) or
+                glob.glob(os.path.join(folder, IN_EPOCH_DIR, "ckpt-*.index")))
+
+
 def restore_trained(model_dir: str):
     """(config, RunState) of a run with at least one checkpoint; RunDirError otherwise."""
     config = run_dir.load_config(model_dir)

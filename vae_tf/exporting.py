@@ -37,7 +37,7 @@ from vae_tf import compat, run_dir
 from vae_tf.errors import ConfigError, RunDirError
 from vae_tf.files import write_atomically
 
-EXPORT_DIR = "saved_model"
+EXPORT_DIR = run_dir.EXPORT_DIR
 
 
 def model_description(model, config, class_names) -> dict:

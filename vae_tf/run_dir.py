@@ -24,6 +24,27 @@ DATA_FILE = "data.json"  # the image shape and class names the model was built f
 FLAGS_FILE = "flags.txt"
 METRICS_FILE = "metrics.csv"
 TENSORBOARD_DIR = "tensorboard"
+EXPORT_DIR = "saved_model"
+EVALUATION_FILE = "evaluation.json"  # the newest evaluation
+EVALUATIONS_DIR = "evaluations"  # every evaluation, one file each
+
+
+def trained_artefacts(model_dir: str) -> list:
+    """What in the folder shows that a checkpoint was saved there: names, for a message.
+
+    A row of metrics.csv with `checkpoint_seconds` (added once the epoch's
+    checkpoint is saved) or a second epoch's row, an export or an evaluation
+    all come after a checkpoint; a first row alone may be an epoch killed
+    before its checkpoint was written, which training redoes.
+    """
+    found = []
+    rows = read_metrics(model_dir)
+    if any(row["epoch"] >= 1 or "checkpoint_seconds" in row for row in rows):
+        found.append(f"{METRICS_FILE} of {len(rows)} epochs")
+    for name in (EXPORT_DIR, EVALUATION_FILE, EVALUATIONS_DIR):
+        if os.path.exists(os.path.join(model_dir, name)):
+            found.append(name)
+    return found
 
 
 def _describe(identity: dict, keys) -> str:

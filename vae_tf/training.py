@@ -33,7 +33,7 @@ from vae_tf import (
     tuning,
 )
 from vae_tf.config import Config
-from vae_tf.errors import ConfigError
+from vae_tf.errors import ConfigError, RunDirError
 from vae_tf.models import VAE
 
 
@@ -134,6 +134,7 @@ def train_and_evaluate(config: Config, observers: tuple = ()) -> TrainResult:
     try:
         with files.reporting_full_disk(scratch or model_dir):
             if chief:
+                _refuse_lost_checkpoints(model_dir)
                 run_dir.write_data_spec(dataset, model_dir)
                 checkpoints.remove_interrupted_writes(model_dir)
             return _train(config, strategy, dataset, model_dir, scratch, observers)
@@ -142,6 +143,19 @@ def train_and_evaluate(config: Config, observers: tuple = ()) -> TrainResult:
             run_lock.release(lock)
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _refuse_lost_checkpoints(model_dir: str) -> None:
+    """RunDirError for a trained run whose checkpoints are gone: never a silent fresh start."""
+    if checkpoints.any_saved(model_dir):
+        return
+    found = run_dir.trained_artefacts(model_dir)
+    if found:
+        folder = os.path.join(model_dir, checkpoints.CHECKPOINT_DIR)
+        raise RunDirError(
+            f"--model_dir={model_dir} holds a trained run ({', '.join(found)}) but no "
+            f"checkpoint in {folder}; put the checkpoints back to resume, or pass --overwrite "
+            f"to move this run aside and start afresh.")
 
 
 def _whole_executions(config: Config, steps_per_epoch: int, chief: bool,
