@@ -326,3 +326,22 @@ def test_the_iwae_of_each_likelihood_and_the_classifier_matches_an_independent_e
     if state.model.conditional:
         direct = np.argmax(state.model.classifier(tf.constant(images), training=False), -1)
         assert result["classifier_accuracy"] == float(np.mean(direct == labels))
+
+
+def test_record_keeps_every_evaluation_and_points_evaluation_json_at_the_newest(tmp_path):
+    """A quick K = 4 check after a K = 5000 evaluation of hours must not replace it."""
+    model_dir = tmp_path / "run"
+    model_dir.mkdir()
+    costly = {"iw_samples": 5000, "nll_iwae_nats": 227.97, "epoch": 200}
+    # An evaluation.json written before evaluations/ existed.
+    (model_dir / "evaluation.json").write_text(json.dumps(costly))
+    quick = {"iw_samples": 4, "nll_iwae_nats": 231.5, "epoch": 200}
+    evaluation.record(str(model_dir), quick)
+    evaluation.record(str(model_dir), quick)  # twice in the same second: both kept
+    kept = {name: json.load(open(model_dir / "evaluations" / name))
+            for name in os.listdir(model_dir / "evaluations")}
+    assert sorted(name.rsplit("-K", 1)[1] for name in kept) == ["4-2.json", "4.json",
+                                                                 "5000.json"], kept
+    assert [kept[name] for name in sorted(kept, key=lambda n: "-K5000" not in n)] == [
+        costly, quick, quick]
+    assert json.load(open(model_dir / "evaluation.json")) == quick

@@ -28,6 +28,10 @@ class DiskFullError(VaeTfError):
     """A write failed for want of space; the message says how much is needed and where."""
 
 
+class UnwritableError(VaeTfError):
+    """A result that could not be written: a read-only or full folder, or no permission."""
+
+
 class TrainingError(VaeTfError):
     """Training stopped because it could no longer make progress."""
 

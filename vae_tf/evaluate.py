@@ -2,7 +2,9 @@
 
 Reports the test ELBO (with the analytic KL), the importance-weighted estimate
 of -log p(x) with --iw_samples samples per image, and bits per dimension, with
-a progress bar; writes them to <model_dir>/evaluation.json and TensorBoard.
+a progress bar; prints them, then keeps them in <model_dir>/evaluations/ (one file
+per evaluation, so none is lost), in <model_dir>/evaluation.json (the newest) and
+in TensorBoard.
 """
 
 import json
@@ -42,9 +44,12 @@ def main(argv):
 
     result = evaluation.evaluate_run(FLAGS.model_dir, FLAGS.num_examples, FLAGS.iw_samples,
                                      FLAGS.batch_size, FLAGS.chunk_size, FLAGS.data_dir,
-                                     judged=FLAGS.judge, jit_compile=FLAGS.jit_compile)
-    print(json.dumps(result, indent=2, sort_keys=True))
-    print(f"vae_tf: wrote {os.path.join(FLAGS.model_dir, 'evaluation.json')}")
+                                     judged=FLAGS.judge, jit_compile=FLAGS.jit_compile,
+                                     write=False)
+    # Printed first, so that a folder that cannot be written loses nothing of the work.
+    print(json.dumps(result, indent=2, sort_keys=True), flush=True)
+    path = evaluation.record(FLAGS.model_dir, result)
+    print(f"vae_tf: wrote {path} and {os.path.join(FLAGS.model_dir, 'evaluation.json')}")
 
 
 def entry_point():

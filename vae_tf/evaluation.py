@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vae_tf import checkpoints, data, inspection, log, losses, run_dir, tuning
+from vae_tf import checkpoints, data, files, inspection, log, losses, run_dir, tuning
 from vae_tf.config import AUTO
 from vae_tf.files import write_text_atomically
 from vae_tf.models import reparameterize
@@ -234,10 +234,60 @@ def _classifier_metrics(model, images, labels, seed, per_class: int = 100) -> di
             "self_class_agreement": float(np.mean(assigned == classes))}
 
 
+# The numbers that also go to TensorBoard's evaluation folder.
+_SUMMARISED = ("elbo_nats", "nll_iwae_nats", "bits_per_dim", "classifier_accuracy",
+               "self_class_agreement", "judged_class_agreement", "frechet_distance",
+               "frechet_distance_train_floor", "judge_test_accuracy")
+
+
+def record(model_dir: str, result: dict) -> str:
+    """Keeps an evaluation: a file of its own under evaluations/, evaluation.json the newest.
+
+    No evaluation is lost to a later one (a K = 5000 estimate of hours under a
+    quick K = 4 check, say): each is kept as `evaluations/<time>-K<k>.json`, and
+    an evaluation.json written before that folder existed is first kept there
+    too. A folder that cannot be written (read-only, full) is one line.
+    Returns the new file's path.
+    """
+    folder = os.path.join(model_dir, run_dir.EVALUATIONS_DIR)
+    newest = os.path.join(model_dir, run_dir.EVALUATION_FILE)
+    text = json.dumps(result, indent=2, sort_keys=True)
+    with files.reporting_unwritable(model_dir, "the evaluation printed above"):
+        os.makedirs(folder, exist_ok=True)
+        if os.path.isfile(newest) and not os.listdir(folder):
+            with open(newest) as stream:
+                earlier = json.load(stream)
+            stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(os.path.getmtime(newest)))
+            write_text_atomically(_unused_path(folder, stamp, earlier),
+                                  json.dumps(earlier, indent=2, sort_keys=True))
+        path = _unused_path(folder, time.strftime("%Y%m%d-%H%M%S"), result)
+        write_text_atomically(path, text)
+        write_text_atomically(newest, text)
+        writer = tf.summary.create_file_writer(
+            os.path.join(model_dir, run_dir.TENSORBOARD_DIR, "evaluation"))
+        with writer.as_default():
+            for key in _SUMMARISED:
+                if key in result:
+                    tf.summary.scalar(key, result[key], step=result.get("epoch", 0))
+        writer.close()
+    return path
+
+
+def _unused_path(folder: str, stamp: str, result: dict) -> str:
+    """evaluations/<stamp>-K<k>.json, with -2, -3... if two land in the same second."""
+    base = f"{stamp}-K{result.get('iw_samples', 'unknown')}"
+    name, count = base, 1
+    while os.path.exists(os.path.join(folder, name + ".json")):
+        count += 1
+        name = f"{base}-{count}"
+    return os.path.join(folder, name + ".json")
+
+
 def evaluate_run(model_dir: str, num_examples: int = 0, num_samples: int = 5000,
                  batch_size: int = AUTO, chunk_size: int = AUTO, data_dir: str = "",
-                 progress: bool = True, judged: bool = True, jit_compile: str = "auto") -> dict:
-    """Evaluates the latest checkpoint on the test split; writes evaluation.json.
+                 progress: bool = True, judged: bool = True, jit_compile: str = "auto",
+                 write: bool = True) -> dict:
+    """Evaluates the latest checkpoint on the test split; with `write`, `record`s the result.
 
     `batch_size`, `chunk_size` and `jit_compile` of the IWAE estimate left at
     AUTO / "auto" are measured (`iwae_settings`). With `judged`, `vae_tf.judge`
@@ -273,15 +323,6 @@ def evaluate_run(model_dir: str, num_examples: int = 0, num_samples: int = 5000,
         result.update(judge.grade(state.model, grader, dataset.test.float_images(),
                                   judge.floor_images(dataset.train, seed=config.seed),
                                   seed=config.seed))
-    write_text_atomically(os.path.join(model_dir, "evaluation.json"),
-                          json.dumps(result, indent=2, sort_keys=True))
-    writer = tf.summary.create_file_writer(
-        os.path.join(model_dir, run_dir.TENSORBOARD_DIR, "evaluation"))
-    with writer.as_default():
-        for key in ("elbo_nats", "nll_iwae_nats", "bits_per_dim", "classifier_accuracy",
-                    "self_class_agreement", "judged_class_agreement", "frechet_distance",
-                    "frechet_distance_train_floor", "judge_test_accuracy"):
-            if key in result:
-                tf.summary.scalar(key, result[key], step=state.completed_epochs)
-    writer.close()
+    if write:
+        record(model_dir, result)
     return result

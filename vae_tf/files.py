@@ -7,9 +7,10 @@ import errno
 import os
 import shutil
 
-from vae_tf.errors import DiskFullError
+from vae_tf.errors import DiskFullError, UnwritableError
 
 _FULL = (errno.ENOSPC, errno.EDQUOT)
+_UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
 CACHE_ENV = "VAE_TF_CACHE_DIR"
 
 
@@ -54,6 +55,27 @@ def reporting_full_disk(folder: str, needed=lambda: None, what: str = "the run")
             f"{folder}: no space left on the device ({_megabytes(free)} free"
             + (f"; {need}" if need else "") + "). Free some space, then run the same command "
             "again: it resumes from the last checkpoint, which is whole.") from None
+
+
+@contextlib.contextmanager
+def reporting_unwritable(folder: str, what: str):
+    """Turns a failed write inside the block (a read-only or full file system, no permission)
+    into one line that names `folder` and says what was not saved (`what`)."""
+    try:
+        yield
+    except Exception as error:
+        code = getattr(error, "errno", None)
+        text = str(error)
+        if is_disk_full(error):
+            reason = "no space left on the device"
+        elif code in _UNWRITABLE or "Read-only file system" in text or \
+                "Permission denied" in text:
+            reason = os.strerror(code) if code in _UNWRITABLE else text.strip().splitlines()[0]
+        else:
+            raise
+        raise UnwritableError(f"{folder}: cannot be written ({reason}), so {what} was not "
+                              f"saved; make the folder writable or free some space, then run "
+                              f"the command again.") from None
 
 
 def write_atomically(path: str, write, suffix: str = ".tmp") -> str:
