@@ -51,12 +51,19 @@ def test_train_command_runs_an_epoch_and_reports_where_it_wrote(tiny_data_dir, t
      'error: --strategy=multi_worker needs TF_CONFIG set on every worker, e.g. {"cluster": '
      '{"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}.'),
     (["stray"], "error: unexpected argument 'stray'; every setting is a --flag (see --help)."),
+    # absl's own parse errors, which it would print as two lines, the cause above the last.
+    (["--epochs=abc"], "error: flag --epochs=abc: invalid literal for int() with base 10: "
+     "'abc'; see --help for every flag."),
+    (["--no_such_flag=1"], "error: Unknown command line flag 'no_such_flag'; see --help for "
+     "every flag."),
+    (["--flagfile=/no/such.flags"], "error: Unable to open flagfile: [Errno 2] No such file or "
+     "directory: '/no/such.flags'; see --help for every flag."),
 ])
 def test_bad_flags_fail_with_one_line_before_any_work(args, message, tmp_path):
     result = _train(*args, f"--model_dir={tmp_path / 'run'}", timeout=60)
     assert result.returncode == 1
     assert _error_lines(result) == [message]
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in result.stderr and "FATAL" not in result.stderr
     assert not (tmp_path / "run").exists()
 
 

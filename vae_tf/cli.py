@@ -182,11 +182,19 @@ def run(main) -> None:
     def parse(argv):
         try:
             argv = preset_flags.expand(argv) if "preset" in flags.FLAGS else argv
+            return flags.FLAGS(argv)
         except ConfigError as error:
             _fail(str(error))
-        return app.parse_flags_with_usage(argv)
+        except flags.Error as error:  # absl's own report is two lines, the cause above the last
+            _fail(f"{_flag_error(error)}; see --help for every flag.")
 
     app.run(guarded_main, flags_parser=parse)
+
+
+def _flag_error(error: flags.Error) -> str:
+    """absl's message for a flag it cannot parse, on one line, without its "ERROR::" tag."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return "; ".join(lines).replace("ERROR:: ", "")
 
 
 def _fail(message: str) -> None:
