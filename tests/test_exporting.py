@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -156,8 +157,10 @@ def test_exports_are_versioned_by_epoch_and_saved_model_points_at_the_newest(
     assert exporting.versions(str(base)) == [1]
     result = training.train_and_evaluate(parse_config(*args, "--epochs=2"))
     assert exporting.versions(str(base)) == [1, 2]  # the earlier version is kept
+    # One link names the newest version; the files point through it, so they switch together.
+    assert os.readlink(base / "current") == "2"
     for name in ("saved_model.pb", "variables", "assets"):
-        assert os.readlink(base / name) == os.path.join("2", name)
+        assert os.readlink(base / name) == os.path.join("current", name)
     z = tf.constant(np.zeros((2, 2), np.float32))
     newest = tf.saved_model.load(str(base)).signatures["decode"](z=z)["images"]
     np.testing.assert_allclose(newest, result.model.decode(z), atol=1e-6)
@@ -183,7 +186,8 @@ def test_an_export_written_before_versions_is_kept_as_version_0(exported, tmp_pa
                            str(tmp_path / "run"), version=4)
     assert exporting.versions(str(old)) == [0, 4]
     assert (old / "0" / "saved_model.pb").is_file()
-    assert os.readlink(old / "saved_model.pb") == os.path.join("4", "saved_model.pb")
+    assert os.readlink(old / "current") == "4"
+    assert os.readlink(old / "saved_model.pb") == os.path.join("current", "saved_model.pb")
 
 
 @pytest.mark.parametrize("name", ["conditional", "conv"])
@@ -302,3 +306,75 @@ def test_an_interrupted_export_leaves_the_previous_one_whole(exported, monkeypat
     assert tf.saved_model.load(base).signatures["decode"](z=tf.zeros((1, 2)))["images"].shape \
         == (1, 28, 28, 1)
     assert [name for name in os.listdir(result.model_dir) if name.startswith(".saved_model")] == []
+
+
+# Runs one export in a fresh process and SIGKILLs it at the KILL_AT-th change to the files
+# after the new SavedModel is written (each rename, link, removal and exchange counts once
+# as it starts and once as it ends); prints "finished" if the export ends before that.
+KILLED_EXPORT = textwrap.dedent("""
+    import json, os, shutil, signal, sys
+    from vae_tf import checkpoints, compat, exporting
+    model_dir, version, kill_at = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    config, state = checkpoints.restore_trained(model_dir)
+    events = {"armed": False, "count": 0}
+
+    def event():
+        if events["armed"]:
+            events["count"] += 1
+            if events["count"] == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    def counted(function):
+        def wrapper(*args, **kwargs):
+            event()
+            result = function(*args, **kwargs)
+            event()
+            return result
+        return wrapper
+
+    dump = json.dump
+    def arming_dump(*args, **kwargs):  # assets/config.json: the last write before the swap
+        dump(*args, **kwargs)
+        events["armed"] = True
+    exporting.json.dump = arming_dump
+    for name in ("rename", "replace", "remove", "symlink"):
+        setattr(os, name, counted(getattr(os, name)))
+    shutil.rmtree = counted(shutil.rmtree)
+    compat.exchange_paths = counted(compat.exchange_paths)
+    exporting.export_model(state.model, config, model_dir, overwrite=True, version=version)
+    print("finished", events["count"])
+""")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("version", [1, 2], ids=["replacing version 1", "adding version 2"])
+def test_a_kill_at_any_point_of_the_export_leaves_a_whole_loadable_saved_model(
+        version, tiny_data_dir, tmp_path):
+    import shutil
+
+    pristine = str(tmp_path / "pristine")
+    training.train_and_evaluate(parse_config(*SMALL, "--arch=mlp", "--z_dim=2",
+                                             f"--data_dir={tiny_data_dir}",
+                                             f"--model_dir={pristine}"))
+    decoded_by = {}
+    for kill_at in range(1, 40):
+        model_dir = tmp_path / f"kill{kill_at}"
+        shutil.copytree(pristine, model_dir, symlinks=True)
+        process = subprocess.run(
+            [sys.executable, "-c", KILLED_EXPORT, str(model_dir), str(version), str(kill_at)],
+            capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
+            env=dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="3"))
+        finished = process.returncode == 0 and "finished" in process.stdout
+        assert finished or process.returncode == -signal.SIGKILL, process.stderr[-2000:]
+        # Whatever the moment, saved_model/ loads whole, and so does every version folder.
+        base = model_dir / "saved_model"
+        loaded = tf.saved_model.load(str(base))
+        z = tf.zeros((1, 2))
+        decoded_by[kill_at] = loaded.signatures["decode"](z=z)["images"].numpy()
+        for number in exporting.versions(str(base)):
+            tf.saved_model.load(str(base / str(number)))
+        assert version in exporting.versions(str(base)) or 1 in exporting.versions(str(base))
+        if finished:
+            break
+    assert finished, "the export never finished within the kill points tried"
+    assert kill_at > 2  # the swap's steps were each killed in turn

@@ -37,6 +37,8 @@ IN_EPOCH_DIR = "in_epoch"  # under CHECKPOINT_DIR
 # --checkpoint_every_steps=0 saves inside an epoch once this much training time has passed
 # since the last checkpoint: a preemption then costs at most ten minutes of work.
 DEFAULT_CHECKPOINT_SECONDS = 600
+# What StepCheckpoint times training with; tests replace it with a clock of their own.
+training_clock = time.monotonic
 
 
 @dataclasses.dataclass
@@ -329,7 +331,7 @@ class StepCheckpoint(keras.callbacks.Callback):
         self.every_seconds = every_seconds
         self.epoch = 0
         self.steps_done = first_step  # in the current epoch
-        self.last_save = time.monotonic()
+        self.last_save = training_clock()
         self.saved = (None, None, None)
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -341,7 +343,7 @@ class StepCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.first_step = self.steps_done = 0
-        self.last_save = time.monotonic()
+        self.last_save = training_clock()
 
     def on_train_batch_end(self, batch, logs=None):
         self.steps_done = self.first_step + batch + 1
@@ -349,7 +351,7 @@ class StepCheckpoint(keras.callbacks.Callback):
             return  # the epoch's own checkpoint follows
         due = (self.steps_done % self.every_steps == 0 if self.every_steps else
                bool(self.every_seconds) and
-               time.monotonic() - self.last_save >= self.every_seconds)
+               training_clock() - self.last_save >= self.every_seconds)
         if due:
             self.save()
 
@@ -362,6 +364,6 @@ class StepCheckpoint(keras.callbacks.Callback):
         self.state.step.assign(self.steps_done)
         path = self.state.in_epoch_manager.save(
             checkpoint_number=self.epoch * self.steps_per_epoch + self.steps_done)
-        self.last_save = time.monotonic()
+        self.last_save = training_clock()
         self.saved = (self.epoch, self.steps_done, path)
         return path

@@ -12,13 +12,14 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import dataclasses  # noqa: E402
+import signal  # noqa: E402
 import sys  # noqa: E402
 
 from absl import app, flags, logging  # noqa: E402
 
 from vae_tf import preset_flags  # noqa: E402
 from vae_tf.config import AUTO, AUTO_BOOL, AUTO_INT, Config  # noqa: E402
-from vae_tf.errors import ConfigError, Preempted, VaeTfError  # noqa: E402
+from vae_tf.errors import ConfigError, Preempted, Terminated, VaeTfError  # noqa: E402
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -162,6 +163,7 @@ def run(main) -> None:
         if "list_presets" in flags.FLAGS and flags.FLAGS.list_presets:
             print(preset_flags.listing())
             return
+        _stop_on_signals()
         try:
             return main(argv)
         except VaeTfError as error:
@@ -172,9 +174,10 @@ def run(main) -> None:
             print("\nvae_tf: interrupted. The checkpoint of the last completed epoch is kept; run "
                   "the same command again to resume.", file=sys.stderr)
             sys.exit(EXIT_INTERRUPTED)
-        except Preempted as stop:
-            saved = (f"saved a checkpoint at {stop.where}" if stop.where else
-                     "the last checkpoint is kept")
+        except (Preempted, Terminated) as stop:
+            where = getattr(stop, "where", None)
+            saved = (f"saved a checkpoint at {where}" if where else
+                     "what was written before is kept whole")
             print(f"vae_tf: stopped by SIGTERM; {saved}. Run the same command again to resume.",
                   file=sys.stderr)
             sys.exit(EXIT_TERMINATED)
@@ -189,6 +192,26 @@ def run(main) -> None:
             _fail(f"{_flag_error(error)}; see --help for every flag.")
 
     app.run(guarded_main, flags_parser=parse)
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM and Ctrl-C at any moment end the command with one line and 143 or 130.
+
+    Training's steps have their own handling (`callbacks.StopOnSignal`, which
+    saves a checkpoint first and restores these handlers after `fit`); outside
+    them (loading, tuning, figures, export, evaluation) the signal raises
+    where the program is, and every file vae_tf writes is written whole or not
+    at all. After the first signal both go back to their default action, so a
+    second one ends the process at once.
+    """
+    def stop(signum, frame):
+        for handled in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(handled, signal.SIG_DFL)
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        if signum == signal.SIGTERM or signal.getsignal(signum) is signal.default_int_handler:
+            signal.signal(signum, stop)
 
 
 def _flag_error(error: flags.Error) -> str:

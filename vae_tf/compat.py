@@ -6,7 +6,10 @@ has a test per entry that fails when the entry is no longer needed or no
 longer works, so that it can be removed or mended rather than linger.
 """
 
+import ctypes
+import errno
 import functools
+import os
 
 import keras
 import numpy as np
@@ -118,3 +121,38 @@ def frozen(concrete_function):
 # A checkpoint whose .data file is cut short fails to restore with an IndexError raised by
 # TensorFlow's Python reader rather than an OpError; both mean "unreadable", not "foreign".
 UNREADABLE_CHECKPOINT_ERRORS = (tf.errors.OpError, IndexError)
+
+
+# --- Python's os module has no renameat2 (Linux 3.15+, glibc 2.28+) -------------------------
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def exchange_paths(first: str, second: str) -> None:
+    """Swaps two paths in one atomic step, so that `second` never stops existing.
+
+    Linux's renameat2(RENAME_EXCHANGE), which Python's `os` does not offer,
+    through ctypes. Where it is missing (another system, a file system without
+    it), two renames with `second` moved aside for an instant, and put back if
+    the second rename fails.
+    """
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        renameat2 = None
+    if renameat2 is not None:
+        if renameat2(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second),
+                     _RENAME_EXCHANGE) == 0:
+            return
+        code = ctypes.get_errno()
+        if code not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise OSError(code, os.strerror(code), second)
+    aside = f"{second}.exchanging"
+    os.rename(second, aside)
+    try:
+        os.rename(first, second)
+    except BaseException:
+        os.rename(aside, second)
+        raise
+    os.rename(aside, first)

@@ -42,3 +42,11 @@ class Preempted(Exception):
     def __init__(self, where=None):
         super().__init__(where)
         self.where = where
+
+
+class Terminated(BaseException):
+    """SIGTERM outside training's steps (loading, tuning, figures, export, evaluation).
+
+    A BaseException, as KeyboardInterrupt is, so that no `except Exception` on the
+    way up swallows it; the entry point reports it in one line with exit code 143.
+    """

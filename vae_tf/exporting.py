@@ -2,8 +2,10 @@
 
 `export_model` writes `<model_dir>/saved_model/<version>/` (the version is the
 checkpoint's epoch), the layout TF Serving reads, and points the names in
-`saved_model/` itself at the newest version, so `tf.saved_model.load` of
-`saved_model/` loads the newest model. The signatures are
+`saved_model/` itself at the newest version through one link,
+`saved_model/current`, so `tf.saved_model.load` of `saved_model/` loads the newest
+model (`os.path.realpath("saved_model/current")` names it for readers that must
+not see a switch between two files). The signatures are
 
 - `decode` (also `serving_default`): `z` [None, z_dim] float32 (and `label`
   [None] int32 for conditional models) -> `images` [None, H, W, C], the mean
@@ -38,6 +40,8 @@ from vae_tf.errors import ConfigError, RunDirError
 from vae_tf.files import write_atomically
 
 EXPORT_DIR = run_dir.EXPORT_DIR
+# In saved_model/: the one link naming the newest version, through which the rest point.
+CURRENT = "current"
 
 
 def model_description(model, config, class_names) -> dict:
@@ -144,15 +148,17 @@ def export_model(model, config, model_dir: str, overwrite: bool = False,
                  version: int = 0, class_names=None) -> str:
     """Writes the SavedModel into `<model_dir>/saved_model/<version>`; returns that path.
 
-    An existing export of the same version is replaced only with `overwrite`;
-    the new one is built in a temporary folder beside it and swapped in. Then
-    `saved_model/` is pointed at the newest version. `class_names` default to
-    those recorded in the run's data.json.
+    The export is whole at every instant: it is written into a staging folder
+    beside `saved_model/` and moved into place in one step (a rename, or an
+    atomic exchange with the version it replaces, which only `overwrite`
+    allows), then `saved_model/current`, one link, is switched to the newest
+    version. A kill or an error at any point leaves the previous export or the
+    new one, whole, behind `saved_model/`. `class_names` default to those
+    recorded in the run's data.json.
     """
     if class_names is None:
         class_names = run_dir.load_data_spec(model_dir, config.dataset).class_names
     base = os.path.join(model_dir, EXPORT_DIR)
-    os.makedirs(base, exist_ok=True)
     _keep_unversioned_export(base)
     target = os.path.join(base, str(version))
     if os.path.exists(target) and not overwrite:
@@ -165,12 +171,14 @@ def export_model(model, config, model_dir: str, overwrite: bool = False,
         os.makedirs(os.path.join(saved, "assets"), exist_ok=True)
         with open(os.path.join(saved, "assets", "config.json"), "w") as stream:
             json.dump(model_description(model, config, class_names), stream, indent=2)
+        os.makedirs(base, exist_ok=True)
         if os.path.exists(target):
-            os.rename(target, os.path.join(staging, "previous"))
-        os.rename(saved, target)
+            compat.exchange_paths(saved, target)  # the replaced version is now in staging
+        else:
+            os.rename(saved, target)
+        _point_at_newest(base)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    _point_at_newest(base)
     return target
 
 
@@ -193,20 +201,29 @@ def _keep_unversioned_export(base: str) -> None:
                 os.rename(os.path.join(base, name), os.path.join(base, "0", name))
 
 
+def _replace_link(link: str, target: str) -> None:
+    """Points `link` at `target` in one step: readers see the old link or the new one."""
+    if os.path.islink(link) and os.readlink(link) == target:
+        return
+    temporary = os.path.join(os.path.dirname(link), f".{os.path.basename(link)}.link")
+    if os.path.lexists(temporary):
+        os.remove(temporary)
+    os.symlink(target, temporary)
+    os.replace(temporary, link)
+
+
 def _point_at_newest(base: str) -> None:
-    """Makes saved_model.pb, variables/, assets/ ... in `base` relative links to the newest."""
+    """Points `current` in `base` at the newest version; saved_model.pb, variables/,
+    assets/ ... in `base` are fixed links through it, so one switch moves them all."""
     newest = str(versions(base)[-1])
+    _replace_link(os.path.join(base, CURRENT), newest)
     entries = os.listdir(os.path.join(base, newest))
     for name in entries:
-        link = os.path.join(base, name)
-        temporary = os.path.join(base, f".{name}.link")
-        if os.path.lexists(temporary):
-            os.remove(temporary)
-        os.symlink(os.path.join(newest, name), temporary)
-        os.replace(temporary, link)  # each name switches atomically
+        _replace_link(os.path.join(base, name), os.path.join(CURRENT, name))
     for name in os.listdir(base):
-        if os.path.islink(os.path.join(base, name)) and name not in entries:
-            os.remove(os.path.join(base, name))
+        path = os.path.join(base, name)
+        if os.path.islink(path) and name != CURRENT and name not in entries:
+            os.remove(path)
 
 
 # --quantize of the TFLite decoder: the converter settings of each choice.
