@@ -73,3 +73,43 @@ def test_a_lock_from_another_host_is_respected_but_readers_need_none(tiny_args):
     # evaluate reads the newest checkpoint while the folder is locked.
     result = evaluation.evaluate_run(model_dir, num_samples=4, progress=False, judged=False)
     assert result["epoch"] == 1
+
+
+# One contender: waits for the shared start time, tries the lock, says whether it got it,
+# and holds it until the others have tried.
+CONTENDER = """
+import sys, time
+from vae_tf import run_lock
+from vae_tf.errors import RunDirError
+model_dir, start = sys.argv[1], float(sys.argv[2])
+while time.time() < start:
+    pass
+try:
+    path = run_lock.acquire(model_dir)
+except RunDirError:
+    print("refused", flush=True)
+else:
+    print("got it", flush=True)
+    time.sleep(1.0)
+    run_lock.release(path)
+"""
+
+
+@pytest.mark.slow
+def test_runs_starting_together_on_a_stale_lock_never_both_get_it(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    environment = dict(os.environ, PYTHONPATH=REPO_ROOT)
+    for round_number in range(15):
+        model_dir = tmp_path / f"round{round_number}"
+        model_dir.mkdir()
+        with open(model_dir / run_lock.LOCK_FILE, "w") as stream:  # left by a crash
+            json.dump({"pid": dead.pid, "host": socket.gethostname()}, stream)
+        start = time.time() + 1.0  # after every contender has started Python
+        contenders = [subprocess.Popen([sys.executable, "-c", CONTENDER, str(model_dir),
+                                        str(start)], stdout=subprocess.PIPE, text=True,
+                                       env=environment, cwd=REPO_ROOT) for _ in range(4)]
+        answers = sorted(process.communicate(timeout=60)[0].strip().splitlines()[-1]
+                         for process in contenders)
+        assert answers == ["got it", "refused", "refused", "refused"], (round_number, answers)
+        assert not os.path.exists(model_dir / run_lock.LOCK_FILE)  # released by the winner
