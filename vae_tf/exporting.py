@@ -64,25 +64,69 @@ class ServingFunctions:
         self.image_shape = model.image_shape
 
     @staticmethod
-    def _after(checks, tensor):
-        """`tensor`, usable only once every check has passed.
+    def _checked(tensor, tail, checks):
+        """`tensor`, passed on only once every (good, message) of `checks` holds, in order;
+        else the first failing check's message. Then of static shape [None, *tail]
+        (a scalar for tail None), which the model's layers need.
 
-        Without the control dependency nothing orders an assertion before the
-        model's own ops, and a wrong shape could fail first with a bare
-        matrix-size error.
+        One tf.cond over predicates computable for a tensor of any shape, whose
+        refusing branch fails with the message and hands on a stand-in of the
+        expected shape: with an assertion and a control dependency alone, Grappler
+        ran ops that assume the declared shape on the bad tensor first, which then
+        failed with TensorFlow's own message (seen with TensorFlow 2.21).
         """
-        with tf.control_dependencies(checks):
-            return tf.identity(tensor)
+        goods = tf.stack([good for good, _ in checks])
+        first_bad = tf.argmin(tf.cast(goods, tf.int32))
+        message = tf.gather(tf.constant([message for _, message in checks]), first_bad)
+
+        def refuse():  # a stand-in of the right shape, so no other op can fail first
+            with tf.control_dependencies([tf.debugging.Assert(False, [message])]):
+                return tf.zeros([] if tail is None else [1, *tail], tensor.dtype)
+
+        checked = tf.cond(tf.reduce_all(goods), lambda: tf.identity(tensor), refuse)
+        checked.set_shape([] if tail is None else [None, *tail])
+        return checked
+
+    @staticmethod
+    def _shape_is(tensor, tail) -> tf.Tensor:
+        """Whether `tensor` is [batch, *tail] (a scalar for tail None), for any tensor."""
+        rank = 0 if tail is None else 1 + len(tail)
+        # Padded to the expected rank, so that comparing cannot fail on another rank.
+        padded = tf.concat([tf.shape(tensor), tf.zeros([rank], tf.int32)], axis=0)[:rank]
+        good = tf.equal(tf.rank(tensor), rank)
+        if tail:
+            good = tf.logical_and(good, tf.reduce_all(tf.equal(padded[1:], tail)))
+        return good
+
+    @staticmethod
+    def _all(condition) -> tf.Tensor:
+        return tf.reduce_all(tf.reshape(condition, [-1]))  # whatever the rank
 
     def _checked_z(self, z):
-        return self._after([tf.debugging.assert_equal(tf.shape(z)[1], self.z_dim, message=(
-            f"z must have z_dim={self.z_dim} columns; pass a [batch, {self.z_dim}] tensor"))], z)
+        expected = f"a [batch, {self.z_dim}] float32 matrix (z_dim={self.z_dim} columns)"
+        return self._checked(z, [self.z_dim], [
+            (self._shape_is(z, [self.z_dim]), f"z must be {expected}"),
+            (self._all(tf.math.is_finite(z)), "z must be finite; it holds NaN or infinity")])
 
-    def _checked_labels(self, labels):
-        return self._after([
-            tf.debugging.assert_greater_equal(labels, 0, message="label must be 0 or more"),
-            tf.debugging.assert_less(labels, self.num_classes, message=(
-                f"label must be below {self.num_classes}, the number of classes"))], labels)
+    def _checked_labels(self, labels, scalar: bool = False):
+        tail = None if scalar else []
+        return self._checked(labels, tail, [
+            (self._shape_is(labels, tail), "label must be one class index, an int32 scalar"
+             if scalar else "label must be one class index per row of z, a [batch] int32 "
+             "vector"),
+            (self._all(labels >= 0), "label must be 0 or more"),
+            (self._all(labels < self.num_classes),
+             f"label must be below {self.num_classes}, the number of classes")])
+
+    def _checked_images(self, images):
+        shape = ", ".join(map(str, self.image_shape))
+        tail = list(self.image_shape)
+        return self._checked(images, tail, [
+            (self._shape_is(images, tail), f"images must be a [batch, {shape}] float32 tensor"),
+            (self._all(tf.math.is_finite(images)),
+             "images must be finite; it holds NaN or infinity"),
+            (self._all((images >= 0.0) & (images <= 1.0)),
+             "images must hold values in [0, 1]; divide 0-255 pixels by 255")])
 
     def decode(self, z, label=None):
         z = self._checked_z(z)
@@ -91,9 +135,7 @@ class ServingFunctions:
         return {"images": self.model.decode(z, label)}
 
     def encode(self, images):
-        images = self._after([tf.debugging.assert_equal(
-            tf.shape(images)[1:], tf.constant(self.image_shape),
-            message=f"images must be [batch, {', '.join(map(str, self.image_shape))}]")], images)
+        images = self._checked_images(images)
         z_mean, z_log_var = self.model.encode(images)
         outputs = {"z_mean": z_mean, "z_log_var": z_log_var}
         if self.model.conditional:
@@ -101,12 +143,15 @@ class ServingFunctions:
         return outputs
 
     def generate(self, num_images, seed, label=None):
-        num_images = self._after([tf.debugging.assert_non_negative(
-            num_images, message="num_images must be 0 or more")], num_images)
+        num_images = self._checked(num_images, None, [
+            (self._shape_is(num_images, None), "num_images must be an int32 scalar"),
+            (self._all(num_images >= 0), "num_images must be 0 or more")])
+        seed = self._checked(seed, None, [(self._shape_is(seed, None),
+                                           "seed must be an int64 scalar")])
         z = tf.random.stateless_normal(tf.stack([num_images, self.z_dim]),
                                        seed=tf.stack([seed, tf.constant(0, tf.int64)]))
         if label is not None:
-            label = tf.fill([num_images], label)
+            label = tf.fill([num_images], self._checked_labels(label, scalar=True))
         return self.decode(z, label)
 
 
@@ -119,15 +164,17 @@ def serving_archive(model) -> keras.export.ExportArchive:
     TensorFlow 2.21 and Keras 3.15).
     """
     functions = ServingFunctions(model)
-    z = tf.TensorSpec([None, model.z_dim], tf.float32, name="z")
-    images = tf.TensorSpec([None, *model.image_shape], tf.float32, name="images")
-    count = tf.TensorSpec([], tf.int32, name="num_images")
-    seed = tf.TensorSpec([], tf.int64, name="seed")
+    # No shapes declared: ServingFunctions checks them when the model is served, with a
+    # message that names the input, where a declared shape would go unchecked.
+    z = tf.TensorSpec(None, tf.float32, name="z")
+    images = tf.TensorSpec(None, tf.float32, name="images")
+    count = tf.TensorSpec(None, tf.int32, name="num_images")
+    seed = tf.TensorSpec(None, tf.int64, name="seed")
     archive = keras.export.ExportArchive()
     # The first endpoint is also served as serving_default.
     if model.conditional:
         archive.add_endpoint("decode", lambda z, label: functions.decode(z, label),
-                             input_signature=[z, tf.TensorSpec([None], tf.int32, name="label")])
+                             input_signature=[z, tf.TensorSpec(None, tf.int32, name="label")])
     else:
         archive.add_endpoint("decode", lambda z: functions.decode(z), input_signature=[z])
     archive.add_endpoint("encode", lambda images: functions.encode(images),
@@ -136,7 +183,7 @@ def serving_archive(model) -> keras.export.ExportArchive:
         archive.add_endpoint(
             "generate", lambda num_images, seed, label: functions.generate(num_images, seed,
                                                                            label),
-            input_signature=[count, seed, tf.TensorSpec([], tf.int32, name="label")])
+            input_signature=[count, seed, tf.TensorSpec(None, tf.int32, name="label")])
     else:
         archive.add_endpoint("generate",
                              lambda num_images, seed: functions.generate(num_images, seed),
