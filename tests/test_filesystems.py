@@ -126,3 +126,32 @@ def test_evaluate_on_a_read_only_run_prints_its_result_then_one_line(
         f"printed above was not saved; make the folder writable or free some space, then run "
         f"the command again."], result.stderr[-2000:]
     assert "Traceback" not in result.stderr
+
+
+def test_an_export_on_a_full_disk_is_one_line_and_keeps_the_previous_export_whole(
+        tiny_data_dir, tmp_path, mount_tmpfs):
+    import glob
+
+    import tensorflow as tf
+
+    disk = tmp_path / "disk"
+    mount_tmpfs(disk, "size=16m")
+    trained = _train(tiny_data_dir, disk / "run", "--steps_per_epoch=2", "--export")
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    # Leave about 64 KB free: less than one export of this model.
+    free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+    with open(disk / "filler", "wb") as stream:
+        stream.write(b"\0" * (free - 64 * 1024))
+    result = subprocess.run(
+        [sys.executable, "-m", "vae_tf.export", f"--model_dir={disk / 'run'}", "--overwrite"],
+        capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
+        env=dict(os.environ, PYTHONPATH=REPO_ROOT))
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert _error_lines(result) == [
+        f"error: {disk / 'run'}: cannot be written (no space left on the device), so the new "
+        f"export (any earlier one is kept whole) was not saved; make the folder writable or "
+        f"free some space, then run the command again."], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert not glob.glob(str(disk / "run" / ".saved_model.*"))
+    loaded = tf.saved_model.load(str(disk / "run" / "saved_model"))
+    assert loaded.signatures["decode"](z=tf.zeros((1, 2)))["images"].shape == (1, 28, 28, 1)

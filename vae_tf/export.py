@@ -28,13 +28,15 @@ def main(argv):
     del argv  # cli.run rejects positional arguments
     cli.require_model_dir(FLAGS.model_dir)
     from vae_tf import checkpoints, exporting
+    from vae_tf.files import reporting_unwritable
 
     config, state = checkpoints.restore_trained(FLAGS.model_dir)
-    if FLAGS.format == "tflite":
-        path = exporting.export_tflite(state.model, FLAGS.model_dir, FLAGS.quantize)
-    else:
-        path = exporting.export_model(state.model, config, FLAGS.model_dir, FLAGS.overwrite,
-                                      version=state.completed_epochs)
+    with reporting_unwritable(FLAGS.model_dir, "the new export (any earlier one is kept whole)"):
+        if FLAGS.format == "tflite":
+            path = exporting.export_tflite(state.model, FLAGS.model_dir, FLAGS.quantize)
+        else:
+            path = exporting.export_model(state.model, config, FLAGS.model_dir,
+                                          FLAGS.overwrite, version=state.completed_epochs)
     print(f"vae_tf: exported epoch {state.completed_epochs} to {path}")
 
 
