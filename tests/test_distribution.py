@@ -8,6 +8,7 @@ import csv
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -246,3 +247,42 @@ def test_multi_worker_fit_still_needs_the_keras_20585_workarounds(tiny_data_dir,
         "multi-worker fit works without the keras-team/keras#20585 workarounds"
     # The failure is the bug's own: fit tries to convert a per-replica batch to a tensor.
     assert any("PerReplica" in stderr for _, stderr in outcomes)
+
+
+@pytest.mark.slow
+def test_sigterm_to_every_worker_ends_each_in_one_line_keeping_the_last_checkpoint(
+        tiny_data_dir, tmp_path):
+    """What a scheduler does to a multi-worker job: SIGTERM to each of its processes."""
+    model_dir = tmp_path / "run"
+    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    command = [sys.executable, "-m", "vae_tf.train", *MULTI_WORKER, "--epochs=50",
+               "--steps_per_epoch=400", "--noexport", f"--data_dir={tiny_data_dir}",
+               f"--model_dir={model_dir}", "--strategy=multi_worker"]
+    processes = [subprocess.Popen(
+        command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=_environment(TF_CONFIG=json.dumps(
+            {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})))
+        for index in range(2)]
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not (model_dir / "checkpoints" / "ckpt-1.index").exists():
+            assert time.monotonic() < deadline, "epoch 1 never ended"
+            assert all(process.poll() is None for process in processes), \
+                processes[0].stderr.read()[-3000:]
+            time.sleep(0.01)
+        time.sleep(1.0)  # inside epoch 2
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        outputs = [process.communicate(timeout=120) for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+    for process, (_, stderr) in zip(processes, outputs):
+        assert process.returncode == 143, (process.returncode, stderr[-3000:])
+        assert "Traceback" not in stderr
+        assert [line for line in stderr.splitlines() if line.startswith("vae_tf:")] == [
+            "vae_tf: stopped by SIGTERM; what was written before is kept whole. Run the same "
+            "command again to resume."], stderr[-3000:]
+    names = sorted(os.listdir(model_dir / "checkpoints"))
+    assert "ckpt-1.index" in names and "ckpt-2.index" not in names, names
