@@ -24,7 +24,9 @@ export VAE_TF_DATA_DIR ?= $(if $(wildcard $(SHARED_DATASETS)/mnist),$(SHARED_DAT
 APT = $(shell if [ "$$(id -u)" = 0 ]; then echo apt-get; \
               elif sudo -n true 2>/dev/null; then echo "sudo apt-get"; fi)
 
-.PHONY: install data train test clean
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: install data browser train test clean
 
 install: $(VENV)/.installed data
 
@@ -51,10 +53,21 @@ data:
 	       "vae_tf will look in VAE_TF_DATA_DIR, then ask tensorflow-datasets."; \
 	fi
 
+# The latent explorer's tests drive Debian's Chromium (Playwright uses it; it downloads none).
+browser:
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif command -v apt-get >/dev/null && [ -n "$(APT)" ]; then \
+	  echo "Installing Chromium (for the explorer's browser tests) with apt-get..."; \
+	  $(APT) update -qq && $(APT) install -y -qq chromium >/dev/null; \
+	else \
+	  echo "note: $(CHROMIUM) is missing and apt-get is not usable; the explorer's browser" \
+	       "tests will skip (and fail under CI)."; \
+	fi
+
 train: install
 	$(PY) -m vae_tf.train --dataset=fashion_mnist --z_dim=2 $(FLAGS)
 
-test: install
+test: install browser
 	$(VENV)/bin/ruff check .
 	MPLBACKEND=Agg $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 

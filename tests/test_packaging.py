@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import urllib.request
 
 import pytest
 
@@ -77,3 +78,21 @@ def test_a_wheel_in_a_fresh_venv_trains_a_preset_from_an_empty_folder(tmp_path):
     assert probe.returncode == 0, probe.stderr[-2000:]
     for line in probe.stdout.split():
         assert line.startswith(str(venv)) and not line.startswith(REPO_ROOT)
+    # The latent explorer of the installed package serves that run's page and decodes.
+    (run,) = os.listdir(empty / "runs")
+    explore = subprocess.Popen(
+        [str(venv / "bin" / "vae-tf-explore"), f"--model_dir=runs/{run}", "--port=0"],
+        cwd=empty, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = explore.stdout.readline()
+        assert " at http://127.0.0.1:" in line, explore.stderr.read()[-3000:]
+        url = line.split(" at ")[1].split()[0]
+        with urllib.request.urlopen(url, timeout=30) as page:
+            assert b"vae_tf latent explorer" in page.read()
+        with urllib.request.urlopen(f"{url}api/decode?z={','.join(['0'] * 10)}&label=3",
+                                    timeout=30) as image:
+            assert image.headers["Content-Type"] == "image/png"
+    finally:
+        explore.terminate()
+        explore.wait(timeout=60)
+    assert explore.returncode == 143  # SIGTERM: one line, as every command
