@@ -258,3 +258,28 @@ def test_a_port_in_use_is_one_line(tmp_path):
     assert _error_lines(result) == [
         f"error: --port={port} is in use on 127.0.0.1; pass another --port, or --port=0 for "
         f"a free one."]
+
+
+def test_a_run_still_training_is_explored_at_its_newest_export(runs, tmp_path):
+    """The lock of a live run (this test's own process holds it) and a page that still opens."""
+    import shutil
+
+    from vae_tf import run_lock
+
+    model_dir = tmp_path / "training"
+    shutil.copytree(runs["mlp_cvae"], model_dir, symlinks=True)
+    lock = run_lock.acquire(str(model_dir))
+    explore = subprocess.Popen(
+        [sys.executable, "-m", "vae_tf.explore", f"--model_dir={model_dir}", "--port=0"],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="3"))
+    try:
+        note, address = explore.stdout.readline(), explore.stdout.readline()
+        assert note.startswith(f"vae_tf: {model_dir} is still training; the page shows its "
+                               f"newest export, {model_dir}/saved_model/2"), note
+        url = address.split(" at ")[1].split()[0]
+        assert _answers(url.split("//")[1].split(":")[0], int(url.rsplit(":", 1)[1].strip("/")))
+    finally:
+        explore.terminate()
+        explore.wait(timeout=60)
+        run_lock.release(lock)

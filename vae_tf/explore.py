@@ -34,6 +34,11 @@ def main(argv):
     server = explorer.make_server(None, FLAGS.host, FLAGS.port)
     server.RequestHandlerClass.explorer = explorer.Explorer(FLAGS.model_dir,
                                                             FLAGS.num_test_images)
+    from vae_tf import run_lock
+
+    if run_lock.owner(FLAGS.model_dir):
+        print(f"vae_tf: {FLAGS.model_dir} is still training; the page shows its newest "
+              f"export, {server.RequestHandlerClass.explorer.export}, until restarted.")
     host, port = server.server_address[:2]
     print(f"vae_tf: exploring {server.RequestHandlerClass.explorer.export} at "
           f"http://{host}:{port}/ (Ctrl-C stops)", flush=True)
