@@ -147,6 +147,8 @@ def trained(tiny_data_dir, tmp_path_factory):
                         ("squared", ["--z_dim=2", "--likelihood=squared_error",
                                      "--scale=log_std"]),
                         ("flow", ["--z_dim=2", "--flow_steps=3", "--flow_units=8",
+                                  "--binarize=dynamic"]),
+                        ("vamp", ["--z_dim=2", "--prior=vamp", "--prior_components=7",
                                   "--binarize=dynamic"])):
         config = parse_config("--arch=mlp", "--encoder_layers=32", "--decoder_layers=32",
                               "--batch_size=32", "--epochs=2", "--noprogress_bar",
@@ -265,6 +267,15 @@ def _numpy_log_likelihood(name, images, means, decoder_std):
     return terms.sum(axis=axes)
 
 
+def _numpy_mixture_log_prob(z, means, log_vars):
+    """log (1/K) sum_k N(z; means_k, exp(log_vars_k)), term by term. z [..., Z] -> [...]."""
+    z = z[..., np.newaxis, :]  # [..., 1, Z] against [K, Z]
+    densities = -0.5 * (math.log(2 * math.pi) + log_vars
+                        + (z - means) ** 2 / np.exp(log_vars)).sum(-1)  # [..., K]
+    top = densities.max(-1, keepdims=True)
+    return (top + np.log(np.exp(densities - top).mean(-1, keepdims=True)))[..., 0]
+
+
 def _numpy_iwae(model, config, images, num_samples, chunk_size, seed=0):
     """An importance-weighted estimate of log p(x) written apart from vae_tf.evaluation.
 
@@ -290,7 +301,13 @@ def _numpy_iwae(model, config, images, num_samples, chunk_size, seed=0):
         jacobian = tape.batch_jacobian(flowed, z0).numpy().astype(np.float64)
         log_q -= np.linalg.slogdet(jacobian)[1].reshape(log_q.shape)
         z = flowed.numpy().astype(np.float64).reshape(z.shape)
-    log_prior = -0.5 * (z ** 2 + math.log(2 * math.pi)).sum(-1)
+    if model.prior is None:
+        log_prior = -0.5 * (z ** 2 + math.log(2 * math.pi)).sum(-1)
+    else:  # the VampPrior: a log-mean-exp of the encoder's Gaussians at the pseudo-inputs
+        pseudo = np.clip(model.prior.pixels.numpy(), 0.0, 1.0)
+        means, log_vars = (v.numpy().astype(np.float64)
+                           for v in model.encoder(tf.constant(pseudo), training=False))
+        log_prior = _numpy_mixture_log_prob(z, means, log_vars)
     inputs = z.reshape(-1, z.shape[-1])
     if model.conditional:
         logits = model.classifier(tf.constant(images), training=False).numpy()
@@ -306,7 +323,7 @@ def _numpy_iwae(model, config, images, num_samples, chunk_size, seed=0):
     return top + np.log(np.exp(log_weights - top).mean(0))  # [N]
 
 
-@pytest.mark.parametrize("name", ["conditional", "tutorial", "squared", "flow"])
+@pytest.mark.parametrize("name", ["conditional", "tutorial", "squared", "flow", "vamp"])
 def test_the_iwae_of_each_likelihood_and_the_classifier_matches_an_independent_estimate(
         trained, name):
     from vae_tf import checkpoints, data

@@ -251,6 +251,9 @@ RESUMED_KINDS = {
                                               "--decoder_layers=2048", "--z_dim=4",
                                               "--ema_momentum=0.9", "--dense_dropout=0.3",
                                               "--flow_steps=2", "--flow_units=16"],
+    # The pseudo-inputs and their Adam moments are in the checkpoint.
+    "vamp prior": ["--arch=mlp", "--encoder_layers=2048", "--decoder_layers=2048", "--z_dim=4",
+                   "--prior=vamp", "--prior_components=50"],
 }
 
 

@@ -13,7 +13,7 @@ import json
 import os
 from typing import Any
 
-from vae_tf import data, distribution, losses, models, schedules
+from vae_tf import data, distribution, losses, models, priors, schedules
 from vae_tf.errors import ConfigError
 
 # The allowed values of each choice come from the table that implements it.
@@ -121,6 +121,12 @@ class Config:
         0, "Steps of an inverse autoregressive flow on the encoder's Gaussian (Kingma et al., "
         "2016): a richer q(z|x) with the same N(0, I) prior and one stochastic layer. 0: "
         "the plain diagonal Gaussian.", identity=True)
+    prior: str = _field(
+        "standard_normal", "The prior p(z): standard_normal, N(0, I); or vamp, the VampPrior "
+        "(Tomczak and Welling, 2018), a mixture of the encoder's posteriors at "
+        "--prior_components learned pseudo-inputs (unconditional models without a flow).",
+        tuple(priors.PRIORS), identity=True)
+    prior_components: int = _field(500, "Pseudo-inputs of --prior=vamp (K).", identity=True)
     flow_units: int = _field(320, "Hidden units of each flow step's autoregressive network, "
                              "and of the encoder's context for it (--flow_steps > 0).",
                              identity=True)
@@ -304,6 +310,12 @@ class Config:
         _require(self.flow_steps >= 0, "flow_steps", self.flow_steps,
                  "must be 0 (no flow) or more")
         _require(self.flow_units >= 1, "flow_units", self.flow_units, "must be at least 1")
+        _require(self.prior_components >= 1, "prior_components", self.prior_components,
+                 "must be at least 1")
+        if self.prior == "vamp" and (self.flow_steps or self.conditional):
+            raise ConfigError("--prior=vamp mixes the Gaussian posteriors of unlabelled "
+                              "pseudo-inputs: use it with --flow_steps=0 and "
+                              "--classifier_weight=0.")
         _require(0 <= self.ema_momentum < 1, "ema_momentum", self.ema_momentum,
                  "must be in [0, 1) (0: no averaging)")
         _require(self.leaky_relu_slope >= 0, "leaky_relu_slope", self.leaky_relu_slope,

@@ -29,7 +29,8 @@ from vae_tf.models import reparameterize
 
 
 def importance_weighted_log_likelihood(encode_fn, log_likelihood_fn, inputs, num_samples: int,
-                                       chunk_size: int, seed: int, transform_fn=None):
+                                       chunk_size: int, seed: int, transform_fn=None,
+                                       log_prior_fn=None):
     """Estimates log p(x) for a batch `inputs` [B, ...] with `num_samples` samples.
 
     encode_fn(inputs) -> (z_mean, z_log_var), each [B, Z], or (z_mean,
@@ -38,7 +39,8 @@ def importance_weighted_log_likelihood(encode_fn, log_likelihood_fn, inputs, num
     an invertible map of the Gaussian draws (a flow posterior; none: identity);
     log_likelihood_fn(inputs [B, ...], z [C, B, Z]) -> log p(x|z) [C, B], for a
     chunk of C samples per input (so that work that depends only on x, such as
-    a classifier, is done once per chunk rather than once per sample).
+    a classifier, is done once per chunk rather than once per sample);
+    log_prior_fn(z [C, B, Z]) -> log p(z) [C, B] (none: N(0, I)).
     Returns log p(x) estimates [B] as float64.
     """
     z_mean, z_log_var, *context = encode_fn(inputs)
@@ -52,7 +54,9 @@ def importance_weighted_log_likelihood(encode_fn, log_likelihood_fn, inputs, num
         if transform_fn is not None:
             z, log_det = transform_fn(z, *context)
             log_q -= log_det
-        log_weights = losses.gaussian_log_density(z, 0.0, tf.zeros_like(z)) - log_q
+        log_prior = (log_prior_fn(z) if log_prior_fn is not None
+                     else losses.gaussian_log_density(z, 0.0, tf.zeros_like(z)))
+        log_weights = log_prior - log_q
         log_weights += log_likelihood_fn(inputs, z)
         return tf.reduce_logsumexp(tf.cast(log_weights, tf.float64), axis=0)
 
@@ -107,13 +111,15 @@ def iwae_function(model, config, num_samples: int, chunk_size: int, jit_compile:
     depend on whether XLA is on.
     """
     encode_fn, log_likelihood_fn, transform_fn = model_functions(model, config)
+    log_prior_fn = model.log_prior if getattr(model, "prior", None) is not None else None
     if jit_compile:
         encode_fn = tf.function(encode_fn, jit_compile=True)
         log_likelihood_fn = tf.function(log_likelihood_fn, jit_compile=True)
         if transform_fn is not None:
             transform_fn = tf.function(transform_fn, jit_compile=True)
     return tf.function(lambda x, s: importance_weighted_log_likelihood(
-        encode_fn, log_likelihood_fn, x, num_samples, chunk_size, s, transform_fn))
+        encode_fn, log_likelihood_fn, x, num_samples, chunk_size, s, transform_fn,
+        log_prior_fn))
 
 
 # --batch_size, --chunk_size and --jit_compile of the IWAE estimate, when `auto`: the
@@ -193,7 +199,9 @@ def evaluate_model(model, config, images: np.ndarray, labels: np.ndarray, num_sa
         # One seeded sample per image for the ELBO's reconstruction term (and a flow's KL).
         epsilon = inspection.prior_z(len(batch), config.z_dim, seed + 1 + start)
         z = reparameterize(z_mean, z_log_var, epsilon)
-        if transform_fn is None:
+        if getattr(model, "prior", None) is not None:
+            kl = losses.sampled_kl_divergence(z_log_var, model.log_prior(z))
+        elif transform_fn is None:
             kl = losses.kl_divergence(z_mean, z_log_var)
         else:
             z, log_det = transform_fn(z, *context)

@@ -14,7 +14,8 @@ not see a switch between two files). The signatures are
   (a log-variance whatever the training parameterisation), and `class_probs`
   for conditional models;
 - `generate`: `num_images` int32 and `seed` int64 scalars (and `label` int32
-  scalar) -> `images`, decoded from z ~ N(0, I) drawn with that seed;
+  scalar) -> `images`, decoded from z drawn from the model's prior (N(0, I), or the
+  VampPrior's mixture) with that seed;
 
 and `assets/config.json` describing the model. It is written by Keras'
 `ExportArchive`, so TF Serving loads it. The export is written to a
@@ -148,8 +149,7 @@ class ServingFunctions:
             (self._all(num_images >= 0), "num_images must be 0 or more")])
         seed = self._checked(seed, None, [(self._shape_is(seed, None),
                                            "seed must be an int64 scalar")])
-        z = tf.random.stateless_normal(tf.stack([num_images, self.z_dim]),
-                                       seed=tf.stack([seed, tf.constant(0, tf.int64)]))
+        z = self.model.sample_prior(num_images, seed)  # the model's own prior
         if label is not None:
             label = tf.fill([num_images], self._checked_labels(label, scalar=True))
         return self.decode(z, label)

@@ -56,6 +56,14 @@ def prior_z(num: int, z_dim: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((num, z_dim)).astype(np.float32)
 
 
+def model_prior_z(model: VAE, num: int, seed: int) -> np.ndarray:
+    """`num` fixed draws from the model's own prior: `prior_z` for N(0, I), so that figures of
+    earlier runs stay as they were, else the model's sampler (a VampPrior's mixture)."""
+    if getattr(model, "prior", None) is None:
+        return prior_z(num, model.z_dim, seed)
+    return model.sample_prior(num, seed).numpy()
+
+
 def decode(model: VAE, z: np.ndarray, labels=None, channels: bool = False) -> np.ndarray:
     """Decoder means of [N, z_dim] latents -> [N, H, W(, 3)]; labels for conditional models.
 
@@ -70,7 +78,7 @@ def decode(model: VAE, z: np.ndarray, labels=None, channels: bool = False) -> np
 
 def prior_samples(model: VAE, num: int, seed: int) -> np.ndarray:
     """Decoded samples from the prior -> [num, H, W(, 3)] (classes cycle if conditional)."""
-    return decode(model, prior_z(num, model.z_dim, seed))
+    return decode(model, model_prior_z(model, num, seed))
 
 
 def conditional_row(model: VAE, seed: int) -> np.ndarray:

@@ -168,7 +168,7 @@ def grade(model, judge: Judge, test_images: np.ndarray, train_images: np.ndarray
     """
     from vae_tf import inspection
 
-    generated = inspection.decode(model, inspection.prior_z(num_samples, model.z_dim, seed),
+    generated = inspection.decode(model, inspection.model_prior_z(model, num_samples, seed),
                                   channels=True)
     test_features = judge.features(test_images)
     result = {

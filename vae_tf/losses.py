@@ -26,6 +26,16 @@ def kl_divergence(z_mean, z_log_var):
         tf.square(z_mean) + tf.exp(z_log_var) - 1.0 - z_log_var, axis=-1)
 
 
+def sampled_kl_divergence(z_log_var, log_prior):
+    """KL(q(z|x) || p(z)) of a diagonal Gaussian posterior and any prior, from one draw.
+
+    log_prior = log p(z) [B] at a draw z of q(z|x); E[log q(z|x)] = -0.5 * sum(log 2 pi
+    + z_log_var + 1) exactly, so only the prior's term is sampled. [B, Z], [B] -> [B].
+    """
+    neg_entropy = -0.5 * tf.reduce_sum(math.log(2.0 * math.pi) + z_log_var + 1.0, axis=-1)
+    return neg_entropy - log_prior
+
+
 def flow_kl_divergence(z, z_log_var, log_det):
     """KL(q(z|x) || N(0, I)) of a flow posterior, from one draw z [B, Z] -> [B].
 

@@ -22,7 +22,7 @@ from typing import NamedTuple, Optional
 import keras
 import tensorflow as tf
 
-from vae_tf import compat, losses
+from vae_tf import compat, losses, priors
 from vae_tf.data import MNIST_IMAGE_SHAPE, as_float_images
 from vae_tf.flows import InverseAutoregressiveFlow
 
@@ -297,8 +297,13 @@ class VAE(compat.SkipSymbolicBuildWhenBuilt, keras.Model):
                  classifier: Optional[Classifier] = None, num_classes: int = 10,
                  decoder_std: float = 1.0, classifier_weight: float = 0.0, beta: float = 1.0,
                  sampling_seed: Optional[int] = None, condition_on: str = "classifier",
-                 flow: Optional[InverseAutoregressiveFlow] = None, **kwargs):
+                 flow: Optional[InverseAutoregressiveFlow] = None,
+                 prior: Optional[priors.VampPrior] = None, **kwargs):
         super().__init__(**kwargs)
+        if prior is not None and (flow is not None or classifier is not None):
+            raise ValueError("a VampPrior is the mixture of Gaussian posteriors of unlabelled "
+                             "pseudo-inputs: it takes neither a flow nor a classifier")
+        self.prior = prior
         _require_choice("condition_on", condition_on, CONDITIONS)
         if condition_on == "label" and classifier is None:
             raise ValueError("condition_on='label' needs a classifier, to label images "
@@ -362,6 +367,25 @@ class VAE(compat.SkipSymbolicBuildWhenBuilt, keras.Model):
         logits = self.decoder(decoder_input, training=training)
         return VAEOutputs(z_mean, z_log_var, z, logits, class_logits, log_det)
 
+    def prior_components(self):
+        """(means, log-variances) [K, Z] of the VampPrior's components: the encoder's
+        posteriors of the pseudo-inputs."""
+        return self.encoder(self.prior.pseudo_inputs(), training=False)
+
+    def log_prior(self, z):
+        """log p(z) of the model's prior. [..., Z] -> [...]."""
+        if self.prior is None:
+            return priors.standard_normal_log_prob(z)
+        return priors.mixture_log_prob(z, *self.prior_components())
+
+    def sample_prior(self, num, seed):
+        """`num` draws of z from the model's prior [num, Z], repeatable for an int64 `seed`."""
+        seed = tf.cast(seed, tf.int64)
+        if self.prior is None:
+            return tf.random.stateless_normal(tf.stack([num, self.z_dim]),
+                                              seed=tf.stack([seed, tf.constant(0, tf.int64)]))
+        return priors.mixture_sample(*self.prior_components(), num, seed)
+
     def transform(self, z, context):
         """(flow(z), log |det|) of Gaussian draws z [..., B, Z]; (z, None) without a flow."""
         if self.flow is None:
@@ -418,9 +442,7 @@ class VAE(compat.SkipSymbolicBuildWhenBuilt, keras.Model):
         terms = {
             "reconstruction_loss": losses.reconstruction_loss(
                 self.likelihood, images, outputs.logits, self.decoder_std),
-            "kl_loss": (losses.kl_divergence(outputs.z_mean, outputs.z_log_var)
-                        if outputs.flow_log_det is None else losses.flow_kl_divergence(
-                            outputs.z, outputs.z_log_var, outputs.flow_log_det)),
+            "kl_loss": self.kl_divergence(outputs),
         }
         terms["loss"] = terms["reconstruction_loss"] + self.kl_weight * terms["kl_loss"]
         if self.classifier is not None:
@@ -428,6 +450,15 @@ class VAE(compat.SkipSymbolicBuildWhenBuilt, keras.Model):
                 labels, outputs.class_logits)
             terms["loss"] += self.classifier_weight * terms["classifier_loss"]
         return terms
+
+    def kl_divergence(self, outputs: VAEOutputs):
+        """KL(q(z|x) || p(z)) [B]: closed form for N(0, I) and a Gaussian posterior, else
+        estimated from the draw outputs.z."""
+        if self.prior is not None:
+            return losses.sampled_kl_divergence(outputs.z_log_var, self.log_prior(outputs.z))
+        if outputs.flow_log_det is None:
+            return losses.kl_divergence(outputs.z_mean, outputs.z_log_var)
+        return losses.flow_kl_divergence(outputs.z, outputs.z_log_var, outputs.flow_log_det)
 
     def _update_metrics(self, terms, labels, outputs):
         for tracker in self.trackers:
@@ -504,10 +535,12 @@ def build_vae(config, num_classes: int, image_shape=MNIST_IMAGE_SHAPE) -> VAE:
         flow = (InverseAutoregressiveFlow(config.z_dim, config.flow_steps, config.flow_units,
                                           dtype="float32", name="flow")
                 if config.flow_steps else None)
+        prior = priors.PRIORS[config.prior](config.prior_components, image_shape,
+                                            config.seed + 2001)
         model = VAE(encoder, decoder, config.likelihood, classifier, num_classes,
                     decoder_std=config.decoder_std, classifier_weight=config.classifier_weight,
                     beta=config.beta, sampling_seed=config.seed + 1001,
-                    condition_on=config.condition_on, flow=flow, name="vae")
+                    condition_on=config.condition_on, flow=flow, prior=prior, name="vae")
     finally:
         keras.config.set_dtype_policy(previous)
     model(tf.zeros((1,) + tuple(image_shape)))

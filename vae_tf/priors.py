@@ -1,0 +1,90 @@
+"""The priors p(z) of a VAE, each chosen by name from `PRIORS` (--prior).
+
+- `standard_normal`: N(0, I), the prior of the tutorials and of every earlier
+  vae_tf model, without weights.
+- `vamp`: the VampPrior (Tomczak and Welling, 2018, "VAE with a VampPrior",
+  arXiv:1705.07120), the mixture of the encoder's posteriors at K learned
+  pseudo-inputs u_k,
+
+      p(z) = (1/K) sum_k q(z | u_k),
+
+  whose pseudo-inputs are images, kept in [0, 1] by clipping (the paper's
+  hardtanh) and initialised from N(0.05, 0.01), as the paper's code does.
+
+A prior with weights is a Keras layer of the VAE; its log-density and samples
+need the encoder, so the VAE asks (`VAE.log_prior`, `VAE.sample_prior`) with
+the components' means and log-variances, computed once per call.
+"""
+
+import math
+
+import keras
+import tensorflow as tf
+
+from vae_tf import losses
+
+PSEUDO_INPUT_MEAN, PSEUDO_INPUT_STD = 0.05, 0.01
+
+
+def standard_normal_log_prob(z):
+    """log N(z; 0, I) summed over the last axis. [..., Z] -> [...]."""
+    return losses.gaussian_log_density(z, 0.0, tf.zeros_like(z))
+
+
+def mixture_log_prob(z, means, log_vars):
+    """log (1/K) sum_k N(z; means_k, exp(log_vars_k)). z [..., Z], means/log_vars [K, Z] -> [...].
+
+    Expanded into matrix products, so that N samples against K components
+    take [N, K] memory rather than [N, K, Z].
+    """
+    shape = tf.shape(z)[:-1]
+    flat = tf.reshape(z, [-1, z.shape[-1]])  # [N, Z]
+    precisions = tf.exp(-log_vars)  # [K, Z]
+    # sum_d (z_d - m_kd)^2 / v_kd = z^2 . p_k - 2 z . (m_k p_k) + m_k^2 . p_k
+    squared = (tf.matmul(tf.square(flat), precisions, transpose_b=True)
+               - 2.0 * tf.matmul(flat, means * precisions, transpose_b=True)
+               + tf.reduce_sum(tf.square(means) * precisions, axis=-1))  # [N, K]
+    constants = -0.5 * (z.shape[-1] * math.log(2.0 * math.pi) + tf.reduce_sum(log_vars, -1))
+    components = constants - 0.5 * squared  # [N, K] log N(z_n; component k)
+    count = tf.cast(tf.shape(means)[0], components.dtype)
+    return tf.reshape(tf.reduce_logsumexp(components, axis=-1) - tf.math.log(count), shape)
+
+
+def mixture_sample(means, log_vars, num, seed):
+    """`num` draws of the mixture: a component chosen uniformly, then its Gaussian. -> [num, Z].
+
+    `seed` is an int64 scalar; the draws depend only on it, so they are repeatable.
+    """
+    seed = tf.cast(seed, tf.int64)
+    chosen = tf.random.stateless_uniform([num], seed=tf.stack([seed, tf.constant(1, tf.int64)]),
+                                         maxval=tf.shape(means)[0], dtype=tf.int32)
+    noise = tf.random.stateless_normal(tf.stack([num, tf.shape(means)[1]]),
+                                       seed=tf.stack([seed, tf.constant(2, tf.int64)]))
+    return tf.gather(means, chosen) + tf.exp(0.5 * tf.gather(log_vars, chosen)) * noise
+
+
+class VampPrior(keras.layers.Layer):
+    """The pseudo-inputs u_k [K, H, W, C] of a VampPrior; the VAE encodes them."""
+
+    def __init__(self, num_components: int, image_shape, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        if num_components < 1:
+            raise ValueError(f"a VampPrior needs at least one component, not {num_components}")
+        self.num_components = num_components
+        self.pixels = self.add_weight(
+            shape=(num_components, *image_shape), name="pseudo_inputs",
+            initializer=keras.initializers.RandomNormal(PSEUDO_INPUT_MEAN, PSEUDO_INPUT_STD,
+                                                        seed=seed))
+
+    def pseudo_inputs(self):
+        """The pseudo-inputs as images in [0, 1] (clipped, as the paper's hardtanh)."""
+        return tf.clip_by_value(self.pixels, 0.0, 1.0)
+
+
+# --prior: each prior by name, a builder of its layer (None: no weights) from
+# (num_components, image_shape, seed).
+PRIORS = {
+    "standard_normal": lambda num_components, image_shape, seed: None,
+    "vamp": lambda num_components, image_shape, seed: VampPrior(
+        num_components, image_shape, seed=seed, dtype="float32", name="prior"),
+}
