@@ -91,7 +91,8 @@ def test_a_process_with_only_tensorflow_uses_every_signature(exported, name, tmp
     assert process.returncode == 0, process.stderr[-3000:]
     report = json.loads(process.stdout.strip().splitlines()[-1])
     assert report["vae_tf_imported"] is False
-    assert report["signatures"] == ["decode", "encode", "generate", "serving_default"]
+    assert report["signatures"] == ["decode", "encode", "generate", "sample_prior",
+                                    "serving_default"]
     assert report["decode_shape"] == [4, 28, 28, 1] and report["default_equal"]
     assert report["session_equal"]  # TF Serving's way of loading finds every weight
     assert 0.0 <= report["decode_range"][0] and report["decode_range"][1] <= 1.0

@@ -79,6 +79,8 @@ def test_a_vamp_model_samples_its_own_prior_and_its_export_generates_from_it(tmp
     functions = exporting.ServingFunctions(model)
     generated = functions.generate(tf.constant(5), tf.constant(11, tf.int64))["images"]
     np.testing.assert_allclose(generated, model.decode(z), atol=1e-6)
+    sampled = functions.sample_prior(tf.constant(5), tf.constant(11, tf.int64))["z"]
+    np.testing.assert_array_equal(sampled, z)  # what the explorer's prior button shows
     standard = tf.random.stateless_normal([5, 2], seed=[11, 0])
     assert not np.allclose(z, standard)
 

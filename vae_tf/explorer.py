@@ -12,7 +12,7 @@ from Python's own `http.server`:
 - `GET /api/decode?z=0.1,-2&label=3`: the decoded image, a PNG at the model's
   own resolution (the page scales it up, pixels kept square);
 - `GET /api/test_image?index=7`: a test image;
-- `GET /api/prior?seed=5`: a draw of z from the model's prior, N(0, I);
+- `GET /api/prior?seed=5`: a draw of z from the model's own prior;
 - `GET /api/interpolate?a=1&b=2&steps=8&label=3`: the decoded straight line
   between two test images' latent means, as one PNG strip.
 """
@@ -130,8 +130,15 @@ class Explorer:
             return self._decode(**inputs)["images"].numpy()
 
     def prior_sample(self, seed: int) -> np.ndarray:
-        """z ~ N(0, I), the prior of every vae_tf model, drawn with `seed`."""
-        return np.random.default_rng(seed).standard_normal(self.z_dim).astype(np.float32)
+        """One z from the model's own prior, drawn with `seed`: the export's `sample_prior`
+        (N(0, I) for an export written before it existed, whose models all had that prior)."""
+        if "sample_prior" not in self._loaded.signatures:
+            return np.random.default_rng(seed).standard_normal(self.z_dim).astype(np.float32)
+        with self._lock:
+            z = self._loaded.signatures["sample_prior"](
+                num_images=self._tf.constant(1, self._tf.int32),
+                seed=self._tf.constant(seed, self._tf.int64))["z"]
+        return z.numpy()[0]
 
     def interpolation(self, first: int, second: int, steps: int, label=None) -> np.ndarray:
         """One strip [H, steps * W, C]: the decoded line between two test images' means."""

@@ -16,6 +16,8 @@ not see a switch between two files). The signatures are
 - `generate`: `num_images` int32 and `seed` int64 scalars (and `label` int32
   scalar) -> `images`, decoded from z drawn from the model's prior (N(0, I), or the
   VampPrior's mixture) with that seed;
+- `sample_prior`: `num_images` int32 and `seed` int64 scalars -> `z` [num_images,
+  z_dim], the draws `generate` decodes;
 
 and `assets/config.json` describing the model. It is written by Keras'
 `ExportArchive`, so TF Serving loads it. The export is written to a
@@ -143,13 +145,18 @@ class ServingFunctions:
             outputs["class_probs"] = tf.nn.softmax(self.model.classifier(images, training=False))
         return outputs
 
-    def generate(self, num_images, seed, label=None):
+    def sample_prior(self, num_images, seed):
+        """{"z": [num_images, z_dim]} drawn from the model's own prior with `seed`."""
         num_images = self._checked(num_images, None, [
             (self._shape_is(num_images, None), "num_images must be an int32 scalar"),
             (self._all(num_images >= 0), "num_images must be 0 or more")])
         seed = self._checked(seed, None, [(self._shape_is(seed, None),
                                            "seed must be an int64 scalar")])
-        z = self.model.sample_prior(num_images, seed)  # the model's own prior
+        return {"z": self.model.sample_prior(num_images, seed)}
+
+    def generate(self, num_images, seed, label=None):
+        z = self.sample_prior(num_images, seed)["z"]  # the model's own prior
+        num_images = tf.shape(z)[0]
         if label is not None:
             label = tf.fill([num_images], self._checked_labels(label, scalar=True))
         return self.decode(z, label)
@@ -188,6 +195,9 @@ def serving_archive(model) -> keras.export.ExportArchive:
         archive.add_endpoint("generate",
                              lambda num_images, seed: functions.generate(num_images, seed),
                              input_signature=[count, seed])
+    archive.add_endpoint("sample_prior",
+                         lambda num_images, seed: functions.sample_prior(num_images, seed),
+                         input_signature=[count, seed])
     return archive
 
 
