@@ -251,14 +251,19 @@ def _write_png(path, size=8, value=100):
     Image.fromarray(np.full((size, size), value, np.uint8)).save(path)
 
 
-def _truncated(tmp_path):
-    noise = np.random.default_rng(0).integers(0, 255, (10, 32, 32), dtype=np.uint8)
+def _noise_folder(tmp_path, count, size, name_of, cut, kept=0.5, **save):
+    """`count` noise images of size x size in tmp_path/set, file `name_of(cut)` cut to `kept`."""
+    noise = np.random.default_rng(0).integers(0, 255, (count, size, size), dtype=np.uint8)
     (tmp_path / "set").mkdir()
-    for index in range(10):
-        Image.fromarray(noise[index]).save(tmp_path / "set" / f"{index}.png")
-    whole = (tmp_path / "set" / "2.png").read_bytes()
-    (tmp_path / "set" / "2.png").write_bytes(whole[:len(whole) // 2])
-    return str(tmp_path / "set"), "2.png: truncated or corrupt"
+    for index in range(count):
+        Image.fromarray(noise[index]).save(tmp_path / "set" / name_of(index), **save)
+    whole = (tmp_path / "set" / name_of(cut)).read_bytes()
+    (tmp_path / "set" / name_of(cut)).write_bytes(whole[:int(len(whole) * kept)])
+    return str(tmp_path / "set"), f"{name_of(cut)}: truncated or corrupt"
+
+
+def _truncated(tmp_path):
+    return _noise_folder(tmp_path, 10, 32, lambda index: f"{index}.png", cut=2)
 
 
 def _not_an_image(tmp_path):
@@ -334,26 +339,16 @@ def test_each_bad_input_is_one_line_naming_the_file(make, tmp_path):
 
 def _streamed_png_cut(tmp_path):
     """80 PNGs of 128x128 (1.25 MB, above --memory_budget_mb=1), one of them cut in half."""
-    noise = np.random.default_rng(0).integers(0, 255, (80, 128, 128), dtype=np.uint8)
-    (tmp_path / "set").mkdir()
-    for index in range(80):
-        Image.fromarray(noise[index]).save(tmp_path / "set" / f"{index:02d}.png")
-    whole = (tmp_path / "set" / "37.png").read_bytes()
-    (tmp_path / "set" / "37.png").write_bytes(whole[:len(whole) // 2])
-    return str(tmp_path / "set"), "37.png: truncated or corrupt"
+    return _noise_folder(tmp_path, 80, 128, lambda index: f"{index:02d}.png", cut=37)
 
 
 def _streamed_jpeg_scan_cut(tmp_path):
     """80 JPEGs of 128x128, one whose scan data is cut while its headers are whole."""
-    noise = np.random.default_rng(0).integers(0, 255, (80, 128, 128), dtype=np.uint8)
-    (tmp_path / "set").mkdir()
-    for index in range(80):
-        Image.fromarray(noise[index]).save(tmp_path / "set" / f"{index:02d}.jpg", quality=95)
-    whole = (tmp_path / "set" / "51.jpg").read_bytes()
-    (tmp_path / "set" / "51.jpg").write_bytes(whole[:len(whole) * 3 // 4])
+    folder, expected = _noise_folder(tmp_path, 80, 128, lambda index: f"{index:02d}.jpg",
+                                     cut=51, kept=0.75, quality=95)
     with Image.open(tmp_path / "set" / "51.jpg") as image:  # the headers still read
         assert image.size == (128, 128)
-    return str(tmp_path / "set"), "51.jpg: truncated or corrupt"
+    return folder, expected
 
 
 @pytest.mark.parametrize("make", [_truncated, _streamed_png_cut, _streamed_jpeg_scan_cut],
