@@ -33,7 +33,7 @@ from vae_tf import (
     tuning,
 )
 from vae_tf.config import Config
-from vae_tf.errors import ConfigError, RunDirError
+from vae_tf.errors import ConfigError, Preempted, RunDirError
 from vae_tf.models import VAE
 
 
@@ -89,6 +89,20 @@ def _epoch_callbacks(config, state, model_dir, dataset, test_split, chief: bool,
     epoch_callbacks += [step_checkpoint, checkpoints.EpochCheckpoint(state, metrics_log),
                         callbacks.StopOnSignal(None if multi_worker else step_checkpoint)]
     return epoch_callbacks
+
+
+def _stop_if_signalled(epoch_callbacks: list, multi_worker: bool) -> None:
+    """Preempted, for a worker whose collective failed because a signalled peer stopped.
+
+    A scheduler sends SIGTERM to every worker of a multi-worker run, and each
+    stops at its next step; a worker whose step had already begun then waits
+    for a peer that has left, and TensorFlow aborts its collective. With a
+    signal received, that abort is the stop the signal asked for, not an error.
+    """
+    stopper = next(c for c in epoch_callbacks if isinstance(c, callbacks.StopOnSignal))
+    if multi_worker and stopper.requested:
+        stopper.on_train_end()
+        raise Preempted() from None
 
 
 def _every_steps(config: Config) -> int:
@@ -236,13 +250,18 @@ def _fit_and_export(config, compiled, state, strategy, dataset, model_dir, scrat
             train_batches = data.train_pipeline(dataset.train, config.batch_size, config.seed,
                                                 start_batch=epoch * steps_per_epoch + step,
                                                 binarize=config.binarize)
-            state.model.fit(train_batches, epochs=last, initial_epoch=epoch,
-                            steps_per_epoch=steps_per_epoch - step, validation_data=test_batches,
-                            callbacks=_epoch_callbacks(
-                                compiled, state, model_dir, dataset, test_split, chief,
-                                steps_per_epoch, step, index == len(calls) - 1, multi_worker,
-                                tuning_seconds if index == 0 else 0.0) + list(observers),
-                            shuffle=False, verbose=1 if config.progress_bar and chief else 0)
+            epoch_callbacks = _epoch_callbacks(
+                compiled, state, model_dir, dataset, test_split, chief, steps_per_epoch, step,
+                index == len(calls) - 1, multi_worker, tuning_seconds if index == 0 else 0.0)
+            try:
+                state.model.fit(train_batches, epochs=last, initial_epoch=epoch,
+                                steps_per_epoch=steps_per_epoch - step,
+                                validation_data=test_batches,
+                                callbacks=epoch_callbacks + list(observers), shuffle=False,
+                                verbose=1 if config.progress_bar and chief else 0)
+            except tf.errors.OpError:
+                _stop_if_signalled(epoch_callbacks, multi_worker)
+                raise
     # From here on the model is a finished one: with --ema_momentum, its averaged weights.
     optimizers.load_average(state.model)
     if config.export and (initial_epoch < config.epochs or not os.path.isdir(
