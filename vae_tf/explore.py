@@ -30,22 +30,7 @@ def main(argv):
         raise ConfigError(f"--num_test_images={FLAGS.num_test_images} must be 0 or more.")
     from vae_tf import explorer
 
-    # The port first: a port in use is one line before the model loads.
-    server = explorer.make_server(None, FLAGS.host, FLAGS.port)
-    server.RequestHandlerClass.explorer = explorer.Explorer(FLAGS.model_dir,
-                                                            FLAGS.num_test_images)
-    from vae_tf import run_lock
-
-    if run_lock.owner(FLAGS.model_dir):
-        print(f"vae_tf: {FLAGS.model_dir} is still training; the page shows its newest "
-              f"export, {server.RequestHandlerClass.explorer.export}, until restarted.")
-    host, port = server.server_address[:2]
-    print(f"vae_tf: exploring {server.RequestHandlerClass.explorer.export} at "
-          f"http://{host}:{port}/ (Ctrl-C stops)", flush=True)
-    try:
-        server.serve_forever()
-    finally:
-        server.server_close()
+    explorer.serve(FLAGS.model_dir, FLAGS.host, FLAGS.port, FLAGS.num_test_images)
 
 
 def entry_point():

@@ -29,7 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 from PIL import Image
 
-from vae_tf import log, run_dir
+from vae_tf import log, run_dir, run_lock
 from vae_tf.errors import ConfigError, RunDirError, VaeTfError
 
 PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "explorer.html")
@@ -198,6 +198,25 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(b"not found", "text/plain", HTTPStatus.NOT_FOUND)
         except (KeyError, ValueError, IndexError) as error:
             self._send(f"bad request: {error}".encode(), "text/plain", HTTPStatus.BAD_REQUEST)
+
+
+def serve(model_dir: str, host: str, port: int, num_test_images: int) -> None:
+    """Serves the page of a run until interrupted, saying where in one line.
+
+    The port is bound first, so that a port in use is one line before the model loads.
+    """
+    server = make_server(None, host, port)
+    try:
+        server.RequestHandlerClass.explorer = found = Explorer(model_dir, num_test_images)
+        if run_lock.owner(model_dir):
+            log.info(f"{model_dir} is still training; the page shows its newest export, "
+                     f"{found.export}, until restarted.")
+        bound_host, bound_port = server.server_address[:2]
+        log.info(f"exploring {found.export} at http://{bound_host}:{bound_port}/ "
+                 f"(Ctrl-C stops)")
+        server.serve_forever()
+    finally:
+        server.server_close()
 
 
 def make_server(explorer: Explorer, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:

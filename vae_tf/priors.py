@@ -75,6 +75,8 @@ class VampPrior(keras.layers.Layer):
             shape=(num_components, *image_shape), name="pseudo_inputs",
             initializer=keras.initializers.RandomNormal(PSEUDO_INPUT_MEAN, PSEUDO_INPUT_STD,
                                                         seed=seed))
+        # Never called (the VAE reads the pseudo-inputs), so built here, with its weight.
+        self.built = True
 
     def pseudo_inputs(self):
         """The pseudo-inputs as images in [0, 1] (clipped, as the paper's hardtanh)."""
