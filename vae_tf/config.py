@@ -130,6 +130,13 @@ class Config:
     flow_units: int = _field(320, "Hidden units of each flow step's autoregressive network, "
                              "and of the encoder's context for it (--flow_steps > 0).",
                              identity=True)
+    latent_layers: int = _field(
+        1, "Stochastic layers: 1, or 2 for the hierarchical VAE of Tomczak and Welling (2018), "
+        "q(z2|x) q(z1|x,z2) and p(z2) p(z1|z2) p(x|z1,z2), each latent --z_dim wide, "
+        "--prior as p(z2) (unconditional models without a flow).", identity=True)
+    latent_layer_units: int = _field(
+        512, "Width of the hidden layers of q(z1|x,z2) and p(z1|z2), and of the encoder's "
+        "context for them (--latent_layers=2).", identity=True)
     likelihood: str = _field("bernoulli", "Decoder likelihood p(x|z): Gaussian with fixed "
                              "--decoder_std, plain summed squared error, or Bernoulli "
                              "(binary cross-entropy).", LIKELIHOODS, identity=True)
@@ -316,6 +323,13 @@ class Config:
             raise ConfigError("--prior=vamp mixes the Gaussian posteriors of unlabelled "
                               "pseudo-inputs: use it with --flow_steps=0 and "
                               "--classifier_weight=0.")
+        _require(self.latent_layers in (1, 2), "latent_layers", self.latent_layers,
+                 "must be 1 or 2")
+        _require(self.latent_layer_units >= 1, "latent_layer_units", self.latent_layer_units,
+                 "must be at least 1")
+        if self.latent_layers == 2 and (self.flow_steps or self.conditional):
+            raise ConfigError("--latent_layers=2 takes neither a flow nor a classifier: use it "
+                              "with --flow_steps=0 and --classifier_weight=0.")
         _require(0 <= self.ema_momentum < 1, "ema_momentum", self.ema_momentum,
                  "must be in [0, 1) (0: no averaging)")
         _require(self.leaky_relu_slope >= 0, "leaky_relu_slope", self.leaky_relu_slope,

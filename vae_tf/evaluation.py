@@ -25,7 +25,7 @@ import tensorflow as tf
 from vae_tf import checkpoints, data, files, inspection, log, losses, run_dir, tuning
 from vae_tf.config import AUTO
 from vae_tf.files import write_text_atomically
-from vae_tf.models import reparameterize
+from vae_tf.models import VAEOutputs, reparameterize
 
 
 def importance_weighted_log_likelihood(encode_fn, log_likelihood_fn, inputs, num_samples: int,
@@ -79,11 +79,11 @@ def importance_weighted_log_likelihood(encode_fn, log_likelihood_fn, inputs, num
 
 def model_functions(model, config):
     """encode_fn, log_likelihood_fn and transform_fn of a vae_tf model, for the estimator
-    above (transform_fn None without a flow)."""
+    above (transform_fn None without a flow or second stochastic layer)."""
 
     def encode_fn(images):
         z_mean, z_log_var, context = model.posterior(images)
-        return (z_mean, z_log_var) if model.flow is None else (z_mean, z_log_var, context)
+        return (z_mean, z_log_var, context) if model.transforms else (z_mean, z_log_var)
 
     def transform_fn(z, context):
         return model.transform(z, context)
@@ -99,7 +99,7 @@ def model_functions(model, config):
         return tf.reshape(losses.log_likelihood(config.likelihood, tiled, logits,
                                                 config.decoder_std), [count, batch])
 
-    return encode_fn, log_likelihood_fn, (None if model.flow is None else transform_fn)
+    return encode_fn, log_likelihood_fn, (transform_fn if model.transforms else None)
 
 
 def iwae_function(model, config, num_samples: int, chunk_size: int, jit_compile: bool):
@@ -111,7 +111,7 @@ def iwae_function(model, config, num_samples: int, chunk_size: int, jit_compile:
     depend on whether XLA is on.
     """
     encode_fn, log_likelihood_fn, transform_fn = model_functions(model, config)
-    log_prior_fn = model.log_prior if getattr(model, "prior", None) is not None else None
+    log_prior_fn = None if model.standard_normal_prior else model.log_prior
     if jit_compile:
         encode_fn = tf.function(encode_fn, jit_compile=True)
         log_likelihood_fn = tf.function(log_likelihood_fn, jit_compile=True)
@@ -197,15 +197,12 @@ def evaluate_model(model, config, images: np.ndarray, labels: np.ndarray, num_sa
         batch = tf.constant(images[start:start + batch_size], tf.float32)
         z_mean, z_log_var, *context = encode_fn(batch)
         # One seeded sample per image for the ELBO's reconstruction term (and a flow's KL).
-        epsilon = inspection.prior_z(len(batch), config.z_dim, seed + 1 + start)
+        epsilon = inspection.prior_z(len(batch), model.z_dim, seed + 1 + start)
         z = reparameterize(z_mean, z_log_var, epsilon)
-        if getattr(model, "prior", None) is not None:
-            kl = losses.sampled_kl_divergence(z_log_var, model.log_prior(z))
-        elif transform_fn is None:
-            kl = losses.kl_divergence(z_mean, z_log_var)
-        else:
+        log_det = None
+        if transform_fn is not None:
             z, log_det = transform_fn(z, *context)
-            kl = losses.flow_kl_divergence(z, z_log_var, log_det)
+        kl = model.kl_divergence(VAEOutputs(z_mean, z_log_var, z, None, None, log_det))
         totals["reconstruction"] -= float(tf.reduce_sum(log_likelihood_fn(batch, z[tf.newaxis])))
         totals["kl"] += float(tf.reduce_sum(kl))
         totals["log_px"] += float(tf.reduce_sum(estimate(batch, tf.constant(seed + start))))

@@ -49,7 +49,7 @@ CURRENT = "current"
 
 def model_description(model, config, class_names) -> dict:
     """What `assets/config.json` says about an exported model."""
-    return {"z_dim": config.z_dim, "arch": config.arch, "likelihood": config.likelihood,
+    return {"z_dim": model.z_dim, "arch": config.arch, "likelihood": config.likelihood,
             "decoder_std": config.decoder_std, "dataset": config.dataset,
             "class_names": list(class_names), "num_classes": len(class_names),
             "conditional": config.conditional, "image_shape": list(model.image_shape),

@@ -59,7 +59,7 @@ def prior_z(num: int, z_dim: int, seed: int) -> np.ndarray:
 def model_prior_z(model: VAE, num: int, seed: int) -> np.ndarray:
     """`num` fixed draws from the model's own prior: `prior_z` for N(0, I), so that figures of
     earlier runs stay as they were, else the model's sampler (a VampPrior's mixture)."""
-    if getattr(model, "prior", None) is None:
+    if model.standard_normal_prior:
         return prior_z(num, model.z_dim, seed)
     return model.sample_prior(num, seed).numpy()
 

@@ -22,7 +22,7 @@ from typing import NamedTuple, Optional
 import keras
 import tensorflow as tf
 
-from vae_tf import compat, losses, priors
+from vae_tf import compat, hierarchy, losses, priors
 from vae_tf.data import MNIST_IMAGE_SHAPE, as_float_images
 from vae_tf.flows import InverseAutoregressiveFlow
 
@@ -291,6 +291,13 @@ class VAE(compat.SkipSymbolicBuildWhenBuilt, keras.Model):
     With a `flow` (an inverse autoregressive flow, `vae_tf.flows`), z is the
     flow of the Gaussian draw, driven by the encoder's context head, and the KL
     term is estimated from that sample (`losses.flow_kl_divergence`).
+
+    The `prior` is one of `priors.PRIORS` (N(0, I) when none is given). With a
+    `ladder` (`vae_tf.hierarchy`) the model has two stochastic layers: the
+    encoder's Gaussian is q(z2|x), the ladder adds q(z1|x, z2) and p(z1|z2), z
+    is [z1, z2], and the prior is p(z2) p(z1|z2) with `prior` as p(z2).
+    Every KL term but the closed forms of a Gaussian (or flow) posterior under
+    N(0, I) is estimated from the posterior's draw.
     """
 
     def __init__(self, encoder: Encoder, decoder: Decoder, likelihood: str,
@@ -298,17 +305,23 @@ class VAE(compat.SkipSymbolicBuildWhenBuilt, keras.Model):
                  decoder_std: float = 1.0, classifier_weight: float = 0.0, beta: float = 1.0,
                  sampling_seed: Optional[int] = None, condition_on: str = "classifier",
                  flow: Optional[InverseAutoregressiveFlow] = None,
-                 prior: Optional[priors.VampPrior] = None, **kwargs):
+                 prior=None, ladder: Optional[hierarchy.TwoLayerLatents] = None, **kwargs):
         super().__init__(**kwargs)
-        if prior is not None and (flow is not None or classifier is not None):
+        prior = priors.StandardNormal() if prior is None else prior
+        if isinstance(prior, priors.VampPrior) and (flow is not None or classifier is not None):
             raise ValueError("a VampPrior is the mixture of Gaussian posteriors of unlabelled "
                              "pseudo-inputs: it takes neither a flow nor a classifier")
+        if ladder is not None and (flow is not None or classifier is not None):
+            raise ValueError("a second stochastic layer takes neither a flow nor a classifier")
+        if ladder is not None and encoder.context_head is None:
+            raise ValueError("a second stochastic layer needs an encoder with a context head")
         self.prior = prior
+        self.ladder = ladder
         _require_choice("condition_on", condition_on, CONDITIONS)
         if condition_on == "label" and classifier is None:
             raise ValueError("condition_on='label' needs a classifier, to label images "
                              "that come without one")
-        if (flow is None) != (encoder.context_head is None):
+        if ladder is None and (flow is None) != (encoder.context_head is None):
             raise ValueError("a flow needs an encoder with a context head, and only a flow "
                              "reads one")
         self.flow = flow
@@ -318,7 +331,7 @@ class VAE(compat.SkipSymbolicBuildWhenBuilt, keras.Model):
         self.decoder_std = decoder_std
         self.classifier_weight = classifier_weight
         self.num_classes = num_classes
-        self.z_dim = encoder.mean_head.units
+        self.z_dim = encoder.mean_head.units * (1 if ladder is None else 2)
         self.encoder = encoder
         self.decoder = decoder
         self.classifier = classifier
@@ -358,6 +371,7 @@ class VAE(compat.SkipSymbolicBuildWhenBuilt, keras.Model):
             return VAEOutputs(z_mean, z_log_var, z, logits, class_logits, log_det)
         z_mean, z_log_var, context = self.encoder(images, training=training,
                                                   return_context=True)
+        z_mean, z_log_var = self.base(z_mean, z_log_var)
         z, log_det = self.transform(self.sampling(z_mean, z_log_var), context)
         class_logits = None
         decoder_input = z
@@ -367,36 +381,54 @@ class VAE(compat.SkipSymbolicBuildWhenBuilt, keras.Model):
         logits = self.decoder(decoder_input, training=training)
         return VAEOutputs(z_mean, z_log_var, z, logits, class_logits, log_det)
 
-    def prior_components(self):
-        """(means, log-variances) [K, Z] of the VampPrior's components: the encoder's
-        posteriors of the pseudo-inputs."""
-        return self.encoder(self.prior.pseudo_inputs(), training=False)
+    @property
+    def standard_normal_prior(self) -> bool:
+        """Whether p(z) is N(0, I) (one stochastic layer and that prior)."""
+        return isinstance(self.prior, priors.StandardNormal) and self.ladder is None
+
+    def _encode_top(self, images):
+        """(mean, log-variance) of the encoder's Gaussian: q(z|x), or q(z2|x) with a ladder."""
+        return self.encoder(images, training=False)
 
     def log_prior(self, z):
         """log p(z) of the model's prior. [..., Z] -> [...]."""
-        if self.prior is None:
-            return priors.standard_normal_log_prob(z)
-        return priors.mixture_log_prob(z, *self.prior_components())
+        if self.ladder is None:
+            return self.prior.log_prob(z, self._encode_top)
+        top = self.prior.log_prob(self.ladder.split(z)[1], self._encode_top)
+        return top + self.ladder.log_prob_bottom(z)
 
     def sample_prior(self, num, seed):
         """`num` draws of z from the model's prior [num, Z], repeatable for an int64 `seed`."""
         seed = tf.cast(seed, tf.int64)
-        if self.prior is None:
-            return tf.random.stateless_normal(tf.stack([num, self.z_dim]),
-                                              seed=tf.stack([seed, tf.constant(0, tf.int64)]))
-        return priors.mixture_sample(*self.prior_components(), num, seed)
+        top = self.prior.sample(num, self.encoder.mean_head.units, seed, self._encode_top)
+        return top if self.ladder is None else self.ladder.sample_bottom(top, seed)
+
+    def base(self, z_mean, z_log_var):
+        """The base Gaussian's (mean, log-variance) [B, Z] from the encoder's."""
+        return (z_mean, z_log_var) if self.ladder is None else self.ladder.base(z_mean, z_log_var)
 
     def transform(self, z, context):
-        """(flow(z), log |det|) of Gaussian draws z [..., B, Z]; (z, None) without a flow."""
-        if self.flow is None:
-            return z, None
-        return self.flow(z, context)
+        """(z, log |det|) of base draws z [..., B, Z] through the flow or the second
+        stochastic layer; (z, None) without either."""
+        if self.flow is not None:
+            return self.flow(z, context)
+        if self.ladder is not None:
+            return self.ladder(z, context)
+        return z, None
+
+    @property
+    def transforms(self) -> bool:
+        """Whether base draws go through `transform` (a flow or a second layer)."""
+        return self.flow is not None or self.ladder is not None
 
     def posterior(self, images):
-        """(z_mean, z_log_var, context) of q(z|x) for unlabelled images; context None
-        without a flow. Draws of N(z_mean, exp(z_log_var)) go through `transform`."""
+        """(z_mean, z_log_var, context) of the base Gaussian of q(z|x) for unlabelled
+        images; context None without a flow or second layer. Draws of
+        N(z_mean, exp(z_log_var)) go through `transform`."""
         condition = self.condition(images) if self.condition_on == "label" else None
-        return self.encoder(images, training=False, condition=condition, return_context=True)
+        z_mean, z_log_var, context = self.encoder(images, training=False, condition=condition,
+                                                  return_context=True)
+        return (*self.base(z_mean, z_log_var), context)
 
     def _one_hot(self, labels, class_logits):
         """One-hot true labels, or of the classifier's prediction where there are none."""
@@ -417,9 +449,15 @@ class VAE(compat.SkipSymbolicBuildWhenBuilt, keras.Model):
         """(z_mean, z_log_var) of unlabelled images, each [B, z_dim].
 
         With a flow, z_mean is the flow of the Gaussian's mean (the latent that a
-        deterministic reconstruction decodes) and z_log_var the Gaussian's.
+        deterministic reconstruction decodes) and z_log_var the Gaussian's. With two
+        stochastic layers, z_mean is [mean of q(z1|x, z2), mean of q(z2|x)] at z2 =
+        q(z2|x)'s mean, and z_log_var their log-variances.
         """
         z_mean, z_log_var, context = self.posterior(images)
+        if self.ladder is not None:
+            top_mean, top_log_var = self.ladder.split(z_mean)[1], self.ladder.split(z_log_var)[1]
+            mean, log_var = self.ladder.posterior_moments(top_mean, context)
+            return tf.concat([mean, top_mean], -1), tf.concat([log_var, top_log_var], -1)
         return self.transform(z_mean, context)[0], z_log_var
 
     def decode(self, z, labels=None):
@@ -452,13 +490,14 @@ class VAE(compat.SkipSymbolicBuildWhenBuilt, keras.Model):
         return terms
 
     def kl_divergence(self, outputs: VAEOutputs):
-        """KL(q(z|x) || p(z)) [B]: closed form for N(0, I) and a Gaussian posterior, else
-        estimated from the draw outputs.z."""
-        if self.prior is not None:
-            return losses.sampled_kl_divergence(outputs.z_log_var, self.log_prior(outputs.z))
-        if outputs.flow_log_det is None:
-            return losses.kl_divergence(outputs.z_mean, outputs.z_log_var)
-        return losses.flow_kl_divergence(outputs.z, outputs.z_log_var, outputs.flow_log_det)
+        """KL(q(z|x) || p(z)) [B]: closed form for N(0, I) and a Gaussian posterior (and
+        the flow's, exact in all but its log-det), else estimated from the draw outputs.z."""
+        if self.standard_normal_prior:
+            if outputs.flow_log_det is None:
+                return losses.kl_divergence(outputs.z_mean, outputs.z_log_var)
+            return losses.flow_kl_divergence(outputs.z, outputs.z_log_var, outputs.flow_log_det)
+        kl = losses.sampled_kl_divergence(outputs.z_log_var, self.log_prior(outputs.z))
+        return kl if outputs.flow_log_det is None else kl - outputs.flow_log_det
 
     def _update_metrics(self, terms, labels, outputs):
         for tracker in self.trackers:
@@ -493,11 +532,17 @@ class VAE(compat.SkipSymbolicBuildWhenBuilt, keras.Model):
         return self._update_metrics(terms, labels, outputs)
 
 
+def _context_units(config) -> int:
+    """Width of the encoder's context head: for the flow, or for q(z1|x, z2); else 0."""
+    if config.flow_steps:
+        return config.flow_units
+    return config.latent_layer_units if config.latent_layers == 2 else 0
+
+
 def _mlp_parts(config, image_shape):
     encoder = mlp_encoder(config.z_dim, config.scale, config.encoder_layers, config.activation,
                           dropout=config.dense_dropout, seed=config.seed + 1,
-                          context_units=config.flow_units if config.flow_steps else 0,
-                          name="encoder")
+                          context_units=_context_units(config), name="encoder")
     decoder = mlp_decoder(config.decoder_layers, config.activation, image_shape,
                           dropout=config.dense_dropout, seed=config.seed + 101,
                           name="decoder")
@@ -509,7 +554,7 @@ def _conv_parts(config, image_shape):
                 leaky_relu_slope=config.leaky_relu_slope, dropout=config.dropout)
     encoder = conv_encoder(config.z_dim, config.scale, strides=config.encoder_strides,
                            seed=config.seed + 1, name="encoder",
-                           context_units=config.flow_units if config.flow_steps else 0, **conv)
+                           context_units=_context_units(config), **conv)
     decoder = conv_decoder(config.decoder_dense_units, strides=config.decoder_strides,
                            image_shape=image_shape, seed=config.seed + 101, name="decoder",
                            **conv)
@@ -537,10 +582,14 @@ def build_vae(config, num_classes: int, image_shape=MNIST_IMAGE_SHAPE) -> VAE:
                 if config.flow_steps else None)
         prior = priors.PRIORS[config.prior](config.prior_components, image_shape,
                                             config.seed + 2001)
+        ladder = (hierarchy.TwoLayerLatents(config.z_dim, config.latent_layer_units,
+                                            config.activation, dtype="float32", name="ladder")
+                  if config.latent_layers == 2 else None)
         model = VAE(encoder, decoder, config.likelihood, classifier, num_classes,
                     decoder_std=config.decoder_std, classifier_weight=config.classifier_weight,
                     beta=config.beta, sampling_seed=config.seed + 1001,
-                    condition_on=config.condition_on, flow=flow, prior=prior, name="vae")
+                    condition_on=config.condition_on, flow=flow, prior=prior, ladder=ladder,
+                    name="vae")
     finally:
         keras.config.set_dtype_policy(previous)
     model(tf.zeros((1,) + tuple(image_shape)))

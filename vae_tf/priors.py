@@ -11,9 +11,10 @@
   whose pseudo-inputs are images, kept in [0, 1] by clipping (the paper's
   hardtanh) and initialised from N(0.05, 0.01), as the paper's code does.
 
-A prior with weights is a Keras layer of the VAE; its log-density and samples
-need the encoder, so the VAE asks (`VAE.log_prior`, `VAE.sample_prior`) with
-the components' means and log-variances, computed once per call.
+Every prior has `log_prob(z, encode)` and `sample(num, z_dim, seed, encode)`,
+where `encode(images)` is the encoder's (mean, log-variance) (a VampPrior's
+components). A prior with weights is a Keras layer of the VAE; one without is
+a plain object. Adding a prior is one class here and one entry of `PRIORS`.
 """
 
 import math
@@ -63,6 +64,17 @@ def mixture_sample(means, log_vars, num, seed):
     return tf.gather(means, chosen) + tf.exp(0.5 * tf.gather(log_vars, chosen)) * noise
 
 
+class StandardNormal:
+    """N(0, I), without weights."""
+
+    def log_prob(self, z, encode):
+        return standard_normal_log_prob(z)
+
+    def sample(self, num, z_dim, seed, encode):
+        return tf.random.stateless_normal(tf.stack([num, z_dim]), seed=tf.stack(
+            [tf.cast(seed, tf.int64), tf.constant(0, tf.int64)]))
+
+
 class VampPrior(keras.layers.Layer):
     """The pseudo-inputs u_k [K, H, W, C] of a VampPrior; the VAE encodes them."""
 
@@ -82,11 +94,16 @@ class VampPrior(keras.layers.Layer):
         """The pseudo-inputs as images in [0, 1] (clipped, as the paper's hardtanh)."""
         return tf.clip_by_value(self.pixels, 0.0, 1.0)
 
+    def log_prob(self, z, encode):
+        return mixture_log_prob(z, *encode(self.pseudo_inputs()))
 
-# --prior: each prior by name, a builder of its layer (None: no weights) from
-# (num_components, image_shape, seed).
+    def sample(self, num, z_dim, seed, encode):
+        return mixture_sample(*encode(self.pseudo_inputs()), num, seed)
+
+
+# --prior: each prior by name, a builder of it from (num_components, image_shape, seed).
 PRIORS = {
-    "standard_normal": lambda num_components, image_shape, seed: None,
+    "standard_normal": lambda num_components, image_shape, seed: StandardNormal(),
     "vamp": lambda num_components, image_shape, seed: VampPrior(
         num_components, image_shape, seed=seed, dtype="float32", name="prior"),
 }
