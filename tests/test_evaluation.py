@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vae_tf import checkpoints, data, evaluation, training
+from vae_tf import checkpoints, data, evaluation, priors, training
 
 from conftest import REPO_ROOT, parse_config
 
@@ -149,7 +149,12 @@ def trained(tiny_data_dir, tmp_path_factory):
                         ("flow", ["--z_dim=2", "--flow_steps=3", "--flow_units=8",
                                   "--binarize=dynamic"]),
                         ("vamp", ["--z_dim=2", "--prior=vamp", "--prior_components=7",
-                                  "--binarize=dynamic"])):
+                                  "--binarize=dynamic"]),
+                        ("hvae", ["--z_dim=2", "--latent_layers=2", "--latent_layer_units=16",
+                                  "--activation=glu", "--binarize=dynamic"]),
+                        ("hvae_vamp", ["--z_dim=3", "--latent_layers=2",
+                                       "--latent_layer_units=16", "--prior=vamp",
+                                       "--prior_components=7", "--binarize=dynamic"])):
         config = parse_config("--arch=mlp", "--encoder_layers=32", "--decoder_layers=32",
                               "--batch_size=32", "--epochs=2", "--noprogress_bar",
                               "--figures_every=0", "--noexport", *extra,
@@ -267,6 +272,11 @@ def _numpy_log_likelihood(name, images, means, decoder_std):
     return terms.sum(axis=axes)
 
 
+def _numpy_gaussian_log_density(z, mean, log_var):
+    """log N(z; mean, exp(log_var)) summed over the last axis."""
+    return -0.5 * (math.log(2 * math.pi) + log_var + (z - mean) ** 2 / np.exp(log_var)).sum(-1)
+
+
 def _numpy_mixture_log_prob(z, means, log_vars):
     """log (1/K) sum_k N(z; means_k, exp(log_vars_k)), term by term. z [..., Z] -> [...]."""
     z = z[..., np.newaxis, :]  # [..., 1, Z] against [K, Z]
@@ -301,13 +311,30 @@ def _numpy_iwae(model, config, images, num_samples, chunk_size, seed=0):
         jacobian = tape.batch_jacobian(flowed, z0).numpy().astype(np.float64)
         log_q -= np.linalg.slogdet(jacobian)[1].reshape(log_q.shape)
         z = flowed.numpy().astype(np.float64).reshape(z.shape)
-    if model.prior is None:
-        log_prior = -0.5 * (z ** 2 + math.log(2 * math.pi)).sum(-1)
-    else:  # the VampPrior: a log-mean-exp of the encoder's Gaussians at the pseudo-inputs
+    top, log_prior = z, 0.0
+    if model.ladder is not None:  # q(z2|x) q(z1|x, z2) and p(z1|z2), z = [z1, z2]
+        half = z.shape[-1] // 2
+        top, eps1 = z[..., half:], eps[..., :half]
+        log_q = -0.5 * (eps[..., half:] ** 2 + z_log_var[..., half:]
+                        + math.log(2 * math.pi)).sum(-1)
+        flat_top = tf.constant(top.reshape(-1, half), tf.float32)
+        mean, log_var = (v.numpy().astype(np.float64).reshape(top.shape)
+                         for v in model.ladder.posterior_moments(
+                             flat_top, tf.tile(context, [num_samples, 1])))
+        z1 = mean + np.exp(0.5 * log_var) * eps1
+        log_q += _numpy_gaussian_log_density(z1, mean, log_var)
+        mean, log_var = (v.numpy().astype(np.float64).reshape(top.shape)
+                         for v in model.ladder.prior_moments(flat_top))
+        log_prior = _numpy_gaussian_log_density(z1, mean, log_var)
+        z = np.concatenate([z1, top], -1)
+    if isinstance(model.prior, priors.VampPrior):
+        # A log-mean-exp of the encoder's Gaussians at the pseudo-inputs.
         pseudo = np.clip(model.prior.pixels.numpy(), 0.0, 1.0)
         means, log_vars = (v.numpy().astype(np.float64)
                            for v in model.encoder(tf.constant(pseudo), training=False))
-        log_prior = _numpy_mixture_log_prob(z, means, log_vars)
+        log_prior += _numpy_mixture_log_prob(top, means, log_vars)
+    else:
+        log_prior += -0.5 * (top ** 2 + math.log(2 * math.pi)).sum(-1)
     inputs = z.reshape(-1, z.shape[-1])
     if model.conditional:
         logits = model.classifier(tf.constant(images), training=False).numpy()
@@ -323,7 +350,8 @@ def _numpy_iwae(model, config, images, num_samples, chunk_size, seed=0):
     return top + np.log(np.exp(log_weights - top).mean(0))  # [N]
 
 
-@pytest.mark.parametrize("name", ["conditional", "tutorial", "squared", "flow", "vamp"])
+@pytest.mark.parametrize("name", ["conditional", "tutorial", "squared", "flow", "vamp", "hvae",
+                                  "hvae_vamp"])
 def test_the_iwae_of_each_likelihood_and_the_classifier_matches_an_independent_estimate(
         trained, name):
     from vae_tf import checkpoints, data

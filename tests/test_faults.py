@@ -254,6 +254,10 @@ RESUMED_KINDS = {
     # The pseudo-inputs and their Adam moments are in the checkpoint.
     "vamp prior": ["--arch=mlp", "--encoder_layers=2048", "--decoder_layers=2048", "--z_dim=4",
                    "--prior=vamp", "--prior_components=50"],
+    # The second stochastic layer's q(z1|x, z2) and p(z1|z2), under a VampPrior.
+    "two stochastic layers": ["--arch=mlp", "--encoder_layers=2048", "--decoder_layers=2048",
+                              "--z_dim=4", "--latent_layers=2", "--latent_layer_units=64",
+                              "--prior=vamp", "--prior_components=50"],
 }
 
 

@@ -2,6 +2,8 @@
 
 import dataclasses
 import itertools
+import json
+import os
 
 import keras
 import numpy as np
@@ -11,7 +13,8 @@ import tensorflow as tf
 from vae_tf import models
 from vae_tf.config import Config
 
-from conftest import make_images
+import golden_losses
+from conftest import REPO_ROOT, make_images
 
 BATCH = 16
 
@@ -328,3 +331,15 @@ def test_label_conditioned_vae_feeds_the_true_label_to_encoder_and_decoder(arch)
 def test_label_conditioning_needs_a_classifier():
     with pytest.raises(ValueError, match="--condition_on=label needs --classifier_weight"):
         _small("mlp", condition_on="label")
+
+
+GOLDEN = json.load(open(os.path.join(os.path.dirname(__file__), "data", "golden_losses.json")))
+
+
+@pytest.mark.parametrize("preset", sorted(GOLDEN["losses"]))
+def test_each_preset_gives_the_losses_recorded_before_the_model_was_composed_of_parts(preset):
+    """tests/data/golden_losses.json was written by tests/golden_losses.py at the commit it
+    names, before priors, posteriors and the second stochastic layer became parts."""
+    flagfile = os.path.join(REPO_ROOT, "flags", preset + ".flags")
+    assert golden_losses.preset_losses(flagfile) == pytest.approx(GOLDEN["losses"][preset],
+                                                                  rel=1e-5, abs=1e-4)
