@@ -160,3 +160,38 @@ def test_impossible_two_layer_combinations_are_refused(flags):
     extra = [] if "--latent_layers=3" in flags else ["--latent_layers=2"]
     with pytest.raises(ConfigError, match="latent_layers"):
         parse_config("--arch=mlp", *extra, *flags)
+
+
+def test_the_export_of_a_two_layer_model_generates_from_its_top_down_prior():
+    from vae_tf import exporting
+
+    model = _hvae("vamp")
+    functions = exporting.ServingFunctions(model)
+    z = functions.sample_prior(tf.constant(6), tf.constant(4, tf.int64))["z"]
+    np.testing.assert_array_equal(z, model.sample_prior(6, 4))
+    generated = functions.generate(tf.constant(6), tf.constant(4, tf.int64))["images"]
+    np.testing.assert_allclose(generated, model.decode(z), atol=1e-6)
+    # z1 is drawn given z2, not from N(0, I) beside it.
+    top = model.prior.sample(6, 3, 4, model._encode_top)
+    mean, log_var = model.ladder.prior_moments(top)
+    standard = tf.random.stateless_normal([6, 3], seed=[4, 3])
+    np.testing.assert_allclose(z[:, :3], mean + tf.exp(0.5 * log_var) * standard, atol=1e-5)
+
+
+def test_a_two_layer_run_trains_draws_its_figures_and_is_evaluated(tiny_data_dir, tmp_path):
+    from vae_tf import evaluation, training
+
+    result = training.train_and_evaluate(parse_config(
+        "--arch=mlp", "--encoder_layers=16", "--decoder_layers=16", "--z_dim=1",
+        "--latent_layers=2", "--latent_layer_units=8", "--prior=vamp", "--prior_components=5",
+        "--batch_size=32", "--epochs=1", "--steps_per_epoch=5", "--figures_every=1",
+        "--noprogress_bar", "--nojit_compile", "--steps_per_execution=1",
+        f"--data_dir={tiny_data_dir}", f"--model_dir={tmp_path / 'run'}"))
+    figures = sorted(path.name for path in (tmp_path / "run" / "figures").iterdir())
+    # z = [z1, z2] is two-dimensional, so the latent plane is drawn too.
+    for name in ("samples_epoch_001.png", "manifold_epoch_001.png", "scatter_epoch_001.png"):
+        assert name in figures
+    scores = evaluation.evaluate_run(result.model_dir, num_samples=8, chunk_size=8,
+                                     progress=False)
+    assert scores["nll_iwae_nats"] <= -scores["elbo_nats"] + 1.0
+    assert np.isfinite(scores["frechet_distance"])
