@@ -5,6 +5,7 @@ import itertools
 import json
 import os
 
+import golden_losses
 import keras
 import numpy as np
 import pytest
@@ -13,7 +14,6 @@ import tensorflow as tf
 from vae_tf import models
 from vae_tf.config import Config
 
-import golden_losses
 from conftest import REPO_ROOT, make_images
 
 BATCH = 16

@@ -25,7 +25,7 @@ import tensorflow as tf
 from vae_tf import checkpoints, data, files, inspection, log, losses, run_dir, tuning
 from vae_tf.config import AUTO
 from vae_tf.files import write_text_atomically
-from vae_tf.models import VAEOutputs, reparameterize
+from vae_tf.models import reparameterize
 
 
 def importance_weighted_log_likelihood(encode_fn, log_likelihood_fn, inputs, num_samples: int,
@@ -88,18 +88,7 @@ def model_functions(model, config):
     def transform_fn(z, context):
         return model.transform(z, context)
 
-    def log_likelihood_fn(images, z):
-        count, batch = tf.shape(z)[0], tf.shape(z)[1]
-        z = tf.reshape(z, [-1, z.shape[-1]])  # [C*B, Z], sample-major
-        condition = model.condition(images)  # depends on x only: once per image
-        if condition is not None:
-            z = tf.concat([z, tf.tile(condition, [count, 1])], axis=-1)
-        logits = model.decoder(z, training=False)
-        tiled = tf.tile(images, [count, 1, 1, 1])
-        return tf.reshape(losses.log_likelihood(config.likelihood, tiled, logits,
-                                                config.decoder_std), [count, batch])
-
-    return encode_fn, log_likelihood_fn, (transform_fn if model.transforms else None)
+    return encode_fn, model.log_likelihood, (transform_fn if model.transforms else None)
 
 
 def iwae_function(model, config, num_samples: int, chunk_size: int, jit_compile: bool):
@@ -189,22 +178,17 @@ def evaluate_model(model, config, images: np.ndarray, labels: np.ndarray, num_sa
 
     Bits per dimension divide the negative log-likelihood by H*W*C*log(2).
     """
-    encode_fn, log_likelihood_fn, transform_fn = model_functions(model, config)
     estimate = iwae_function(model, config, num_samples, chunk_size, jit_compile)
     totals = {"reconstruction": 0.0, "kl": 0.0, "log_px": 0.0}
     bar = keras.utils.Progbar(len(images), unit_name="image") if progress else None
     for start in range(0, len(images), batch_size):
         batch = tf.constant(images[start:start + batch_size], tf.float32)
-        z_mean, z_log_var, *context = encode_fn(batch)
-        # One seeded sample per image for the ELBO's reconstruction term (and a flow's KL).
+        # The ELBO of the training loss, from one seeded draw per image, unlabelled.
         epsilon = inspection.prior_z(len(batch), model.z_dim, seed + 1 + start)
-        z = reparameterize(z_mean, z_log_var, epsilon)
-        log_det = None
-        if transform_fn is not None:
-            z, log_det = transform_fn(z, *context)
-        kl = model.kl_divergence(VAEOutputs(z_mean, z_log_var, z, None, None, log_det))
-        totals["reconstruction"] -= float(tf.reduce_sum(log_likelihood_fn(batch, z[tf.newaxis])))
-        totals["kl"] += float(tf.reduce_sum(kl))
+        outputs = model(batch, training=False, noise=epsilon)
+        totals["reconstruction"] -= float(tf.reduce_sum(losses.log_likelihood(
+            model.likelihood, batch, outputs.logits, model.decoder_std)))
+        totals["kl"] += float(tf.reduce_sum(model.kl_divergence(outputs)))
         totals["log_px"] += float(tf.reduce_sum(estimate(batch, tf.constant(seed + start))))
         if bar is not None:
             bar.add(len(batch))

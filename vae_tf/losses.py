@@ -74,11 +74,13 @@ def bernoulli_nll(images, logits):
 
 
 class Likelihood(NamedTuple):
-    """A decoder likelihood p(x|z) computed from the decoder's logits."""
+    """A decoder likelihood p(x|z) computed from the decoder's output (its `logits`)."""
 
     negative_log: Callable  # (images, logits, decoder_std) -> [B], the training loss
     # Added per pixel to -negative_log to make it a normalised log-density (0 if it is one).
     log_normaliser_per_pixel: float
+    # logits -> the mean image of p(x|z), in [0, 1]: what `decode` and the figures show.
+    mean: Callable = tf.sigmoid
 
 
 # --likelihood: each decoder likelihood by name.

@@ -360,19 +360,21 @@ class VAE(compat.SkipSymbolicBuildWhenBuilt, keras.Model):
     def metrics(self):
         return self.trackers
 
-    def call(self, images, training=False, labels=None) -> VAEOutputs:
+    def call(self, images, training=False, labels=None, noise=None) -> VAEOutputs:
+        """One pass: q(z|x)'s draw, decoded. `noise` [B, Z] (N(0, I)) replaces the sampling
+        layer's own, for draws that must be repeatable (`vae_tf.evaluation`)."""
         if self.condition_on == "label":
             class_logits = self.classifier(images, training=training)
             condition = self._one_hot(labels, class_logits)
             z_mean, z_log_var, context = self.encoder(
                 images, training=training, condition=condition, return_context=True)
-            z, log_det = self.transform(self.sampling(z_mean, z_log_var), context)
+            z, log_det = self.transform(self.draw(z_mean, z_log_var, noise), context)
             logits = self.decoder(tf.concat([z, condition], axis=-1), training=training)
             return VAEOutputs(z_mean, z_log_var, z, logits, class_logits, log_det)
         z_mean, z_log_var, context = self.encoder(images, training=training,
                                                   return_context=True)
         z_mean, z_log_var = self.base(z_mean, z_log_var)
-        z, log_det = self.transform(self.sampling(z_mean, z_log_var), context)
+        z, log_det = self.transform(self.draw(z_mean, z_log_var, noise), context)
         class_logits = None
         decoder_input = z
         if self.classifier is not None:
@@ -380,6 +382,12 @@ class VAE(compat.SkipSymbolicBuildWhenBuilt, keras.Model):
             decoder_input = with_class_probabilities(z, class_logits)
         logits = self.decoder(decoder_input, training=training)
         return VAEOutputs(z_mean, z_log_var, z, logits, class_logits, log_det)
+
+    def draw(self, z_mean, z_log_var, noise=None):
+        """A draw of the base Gaussian: with the sampling layer's noise, or `noise`."""
+        if noise is None:
+            return self.sampling(z_mean, z_log_var)
+        return reparameterize(z_mean, z_log_var, tf.cast(noise, z_mean.dtype))
 
     @property
     def standard_normal_prior(self) -> bool:
@@ -466,14 +474,34 @@ class VAE(compat.SkipSymbolicBuildWhenBuilt, keras.Model):
             if labels is None:
                 raise ValueError("a conditional model needs labels to decode")
             z = tf.concat([z, tf.one_hot(labels, self.num_classes, dtype=z.dtype)], axis=-1)
-        return tf.sigmoid(self.decoder(z, training=False))
+        return self.mean_image(self.decoder(z, training=False))
 
     def reconstruct(self, images):
         """Deterministic reconstructions: the decoded latent mean. [B, H, W, C] in [0, 1]."""
         z_mean, _ = self.encode(images)
         condition = self.condition(images)
         decoder_input = z_mean if condition is None else tf.concat([z_mean, condition], -1)
-        return tf.sigmoid(self.decoder(decoder_input, training=False))
+        return self.mean_image(self.decoder(decoder_input, training=False))
+
+    def mean_image(self, logits):
+        """The mean of p(x|z) in [0, 1] of decoder outputs, as the likelihood defines it."""
+        return losses.likelihood_named(self.likelihood).mean(logits)
+
+    def log_likelihood(self, images, z):
+        """log p(x|z) of unlabelled images [B, H, W, C] at z [C, B, Z] -> [C, B], normalised.
+
+        The conditioning (the classifier's class probabilities, or its predicted label) is
+        computed once per image, not once per sample.
+        """
+        count, batch = tf.shape(z)[0], tf.shape(z)[1]
+        z = tf.reshape(z, [-1, z.shape[-1]])  # [C*B, Z], sample-major
+        condition = self.condition(images)
+        if condition is not None:
+            z = tf.concat([z, tf.tile(condition, [count, 1])], axis=-1)
+        logits = self.decoder(z, training=False)
+        tiled = tf.tile(images, [count, 1, 1, 1])
+        return tf.reshape(losses.log_likelihood(self.likelihood, tiled, logits,
+                                                self.decoder_std), [count, batch])
 
     def example_losses(self, images, labels, outputs: VAEOutputs) -> dict:
         """Each term of the objective, one value per example ([B] each)."""
