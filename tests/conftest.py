@@ -9,7 +9,7 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-from vae_tf import cli, data  # noqa: E402
+from vae_tf import cli, data, idx  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGFILES = sorted(os.path.join(REPO_ROOT, "flags", name)
@@ -21,7 +21,7 @@ def write_idx(path, array, magic=None):
     """Writes `array` (uint8) as a gzip-compressed IDX file."""
     array = np.asarray(array, dtype=np.uint8)
     if magic is None:
-        magic = data.IMAGES_MAGIC if array.ndim == 3 else data.LABELS_MAGIC
+        magic = idx.IMAGES_MAGIC if array.ndim == 3 else idx.LABELS_MAGIC
     header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
     with gzip.open(path, "wb") as stream:
         stream.write(header + array.tobytes())

@@ -28,12 +28,12 @@ def test_keras_adam_keeps_the_private_slots_that_fused_adam_reads():
     optimizer.build([variable])
     momentum, velocity = compat.adam_slots(optimizer, variable)
     assert momentum.shape == velocity.shape == (3,)
-    assert isinstance(compat.make_adam(0.01), optimizers.FusedAdam)
+    assert isinstance(optimizers.make_adam(0.01), optimizers.FusedAdam)
 
 
 def test_without_the_private_slots_training_falls_back_to_keras_adam(monkeypatch, capsys):
     monkeypatch.setattr(compat, "has_adam_slots", lambda: False)
-    optimizer = compat.make_adam(0.01)
+    optimizer = optimizers.make_adam(0.01)
     # Keras' own update step; only the end of `fit` is vae_tf's (optimizers.AveragedWeights).
     assert type(optimizer).__mro__[1:] == (optimizers.AveragedWeights,
                                            *keras.optimizers.Adam.__mro__)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vae_tf import data
+from vae_tf import data, idx, pipelines, pixels
 from vae_tf.errors import DataError
 
 from conftest import make_images, real_data_dir, write_dataset, write_idx
@@ -34,7 +34,7 @@ def test_read_idx_round_trips_the_pixels(tmp_path):
     images = make_images(np.arange(10))
     path = str(tmp_path / "images.gz")
     write_idx(path, images)
-    np.testing.assert_array_equal(data.read_idx(path, data.IMAGES_MAGIC), images)
+    np.testing.assert_array_equal(idx.read_idx(path, idx.IMAGES_MAGIC), images)
 
 
 def _corrupt(path, payload):
@@ -152,19 +152,20 @@ def _take(dataset, count):
 
 def test_train_pipeline_yields_uint8_batches_that_convert_to_the_unit_range(folder):
     split = data.read_split(folder, "train")
-    images, labels = next(iter(data.train_pipeline(split, batch_size=8, seed=0)))
+    images, labels = next(iter(pipelines.train_pipeline(split, batch_size=8, seed=0)))
     assert images.shape == (8, 28, 28, 1) and images.dtype == tf.uint8
     assert labels.dtype == tf.int32
-    floats = data.as_float_images(images)
+    floats = pixels.as_float_images(images)
     assert floats.dtype == tf.float32
     np.testing.assert_array_equal(floats.numpy(), images.numpy().astype(np.float32) / 255)
     assert float(tf.reduce_max(floats)) == float(tf.reduce_max(images)) / 255
-    assert data.as_float_images(floats) is floats
+    assert pixels.as_float_images(floats) is floats
 
 
 def test_train_pipeline_visits_every_example_once_per_pass_with_labels_attached(folder):
     split = data.read_split(folder, "train")
-    batches = _take(data.train_pipeline(split, batch_size=8, seed=3), 4)  # 30 examples: 8+8+8+6
+    # 30 examples: 8+8+8+6
+    batches = _take(pipelines.train_pipeline(split, batch_size=8, seed=3), 4)
     images = np.concatenate([b[0] for b in batches])
     labels = np.concatenate([b[1] for b in batches])
     assert len(labels) == 30
@@ -176,10 +177,10 @@ def test_train_pipeline_visits_every_example_once_per_pass_with_labels_attached(
 
 def test_train_pipeline_order_depends_only_on_seed_and_position(folder):
     split = data.read_split(folder, "train")
-    first = _take(data.train_pipeline(split, batch_size=7, seed=5), 12)
-    again = _take(data.train_pipeline(split, batch_size=7, seed=5), 12)
-    resumed = _take(data.train_pipeline(split, batch_size=7, seed=5, start_batch=7), 5)
-    other_seed = _take(data.train_pipeline(split, batch_size=7, seed=6), 12)
+    first = _take(pipelines.train_pipeline(split, batch_size=7, seed=5), 12)
+    again = _take(pipelines.train_pipeline(split, batch_size=7, seed=5), 12)
+    resumed = _take(pipelines.train_pipeline(split, batch_size=7, seed=5, start_batch=7), 5)
+    other_seed = _take(pipelines.train_pipeline(split, batch_size=7, seed=6), 12)
     for (a_images, a_labels), (b_images, b_labels) in zip(first, again):
         np.testing.assert_array_equal(a_labels, b_labels)
         np.testing.assert_array_equal(a_images, b_images)
@@ -192,7 +193,7 @@ def test_train_pipeline_order_depends_only_on_seed_and_position(folder):
 
 def test_eval_pipeline_keeps_order_and_covers_the_split(folder):
     split = data.read_split(folder, "test")
-    batches = _take(data.eval_pipeline(split, batch_size=6), 100)
+    batches = _take(pipelines.eval_pipeline(split, batch_size=6), 100)
     np.testing.assert_array_equal(np.concatenate([b[1] for b in batches]), split.labels)
     assert [len(b[1]) for b in batches] == [6, 6, 6, 2]
 
@@ -227,20 +228,22 @@ def test_offline_message_says_when_the_environment_variable_is_unset(tmp_path, m
 
 def test_static_binarization_draws_each_pixel_once_from_its_grey_value(folder):
     split = data.read_split(folder, "train")
-    binary = data.binarize_split(split, seed=1)
+    binary = pipelines.binarize_split(split, seed=1)
     assert set(np.unique(binary.images)) <= {0, 255}
     np.testing.assert_array_equal(binary.labels, split.labels)
     assert abs(binary.images.mean() / 255 - split.images.mean() / 255) < 0.01
-    np.testing.assert_array_equal(binary.images, data.binarize_split(split, seed=1).images)
-    assert data.prepare_test_split(split, "none") is split
-    np.testing.assert_array_equal(data.prepare_test_split(split, "static").images,
-                                  data.binarize_split(split, data.TEST_BINARIZATION_SEED).images)
+    np.testing.assert_array_equal(binary.images, pipelines.binarize_split(split, seed=1).images)
+    assert pipelines.prepare_test_split(split, "none") is split
+    fixed = pipelines.binarize_split(split, pipelines.TEST_BINARIZATION_SEED)
+    np.testing.assert_array_equal(pipelines.prepare_test_split(split, "static").images,
+                                  fixed.images)
 
 
 def test_dynamic_binarization_redraws_per_batch_and_resumes_exactly(folder):
     split = data.read_split(folder, "train")
-    stream = _take(data.train_pipeline(split, 10, seed=2, binarize="dynamic"), 6)
-    resumed = _take(data.train_pipeline(split, 10, seed=2, start_batch=4, binarize="dynamic"), 2)
+    stream = _take(pipelines.train_pipeline(split, 10, seed=2, binarize="dynamic"), 6)
+    resumed = _take(pipelines.train_pipeline(split, 10, seed=2, start_batch=4,
+                                             binarize="dynamic"), 2)
     for images, _ in stream:
         assert set(np.unique(images)) <= {0, 255}
     for (a, _), (b, _) in zip(stream[4:], resumed):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vae_tf import checkpoints, data, evaluation, priors, training
+from vae_tf import checkpoints, data, evaluation, pipelines, priors, training
 
 from conftest import REPO_ROOT, parse_config
 
@@ -358,7 +358,7 @@ def test_the_iwae_of_each_likelihood_and_the_classifier_matches_an_independent_e
 
     config, state = checkpoints.restore_trained(trained[name])
     dataset = data.load_dataset(config.dataset, config.data_dir)
-    test = data.prepare_test_split(dataset.test, config.binarize)
+    test = pipelines.prepare_test_split(dataset.test, config.binarize)
     images, labels = test.float_images(12), test.labels[:12]
     result = evaluation.evaluate_model(state.model, config, images, labels, num_samples=2000,
                                        chunk_size=500, progress=False)

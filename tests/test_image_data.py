@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from vae_tf import compat, data, image_files, models, training
+from vae_tf import data, image_files, models, optimizers, pipelines, training
 from vae_tf.errors import ConfigError, DataError
 
 from conftest import SETTLED, parse_config, real_data_dir
@@ -378,15 +378,15 @@ def test_above_the_memory_budget_a_set_streams_and_feeds_the_same_batches(colour
     # The same batches at any position of the stream, so a resumed run sees what an
     # uninterrupted one saw; dynamic binarisation included.
     for start in (0, 7):
-        ours = data.train_pipeline(streamed.train, 64, seed=5, start_batch=start,
+        ours = pipelines.train_pipeline(streamed.train, 64, seed=5, start_batch=start,
                                    binarize="dynamic").take(10)
-        reference = data.train_pipeline(held.train, 64, seed=5, start_batch=start,
+        reference = pipelines.train_pipeline(held.train, 64, seed=5, start_batch=start,
                                         binarize="dynamic").take(10)
         for (a_images, a_labels), (b_images, b_labels) in zip(ours, reference):
             np.testing.assert_array_equal(a_images, b_images)
             np.testing.assert_array_equal(a_labels, b_labels)
-    for (a, _), (b, _) in zip(data.eval_pipeline(streamed.test, 30),
-                              data.eval_pipeline(held.test, 30)):
+    for (a, _), (b, _) in zip(pipelines.eval_pipeline(streamed.test, 30),
+                              pipelines.eval_pipeline(held.test, 30)):
         np.testing.assert_array_equal(a, b)
     model_dir = str(tmp_path / "run")
     result = training.train_and_evaluate(parse_config(
@@ -423,13 +423,13 @@ def test_the_presets_losses_are_those_before_any_image_data(preset):
     dataset = data.load_for(config)
     keras.utils.set_random_seed(config.seed)
     model = models.build_vae(config, dataset.spec.num_classes, dataset.image_shape)
-    model.compile(optimizer=compat.make_adam(config.learning_rate))
-    batches = iter(data.train_pipeline(dataset.train, config.batch_size, config.seed,
+    model.compile(optimizer=optimizers.make_adam(config.learning_rate))
+    batches = iter(pipelines.train_pipeline(dataset.train, config.batch_size, config.seed,
                                        binarize=config.binarize))
     train_losses = [float(model.train_on_batch(*next(batches), return_dict=True)["loss"])
                     for _ in range(3)]
-    images, labels = next(iter(data.eval_pipeline(
-        data.prepare_test_split(dataset.test, config.binarize), 200)))
+    images, labels = next(iter(pipelines.eval_pipeline(
+        pipelines.prepare_test_split(dataset.test, config.binarize), 200)))
     model.reset_metrics()
     test_loss = float(model.test_on_batch(images, labels, return_dict=True)["loss"])
     expected_train, expected_test = PRESET_LOSSES[preset]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vae_tf import models
+from vae_tf import models, networks
 from vae_tf.config import Config
 
 from conftest import REPO_ROOT, make_images
@@ -55,9 +55,9 @@ def test_encoder_and_decoder_shapes(arch):
 
 def test_conv_layers_follow_the_tutorial():
     # The conv preset's settings, given explicitly, without a Config.
-    encoder = models.conv_encoder(8, "log_std", filters=[64, 64, 64], kernel_size=4,
+    encoder = networks.conv_encoder(8, "log_std", filters=[64, 64, 64], kernel_size=4,
                                   strides=[2, 2, 1], leaky_relu_slope=0.3, dropout=0.2)
-    decoder = models.conv_decoder(24, filters=[64, 64, 64], kernel_size=4, strides=[2, 1, 1],
+    decoder = networks.conv_decoder(24, filters=[64, 64, 64], kernel_size=4, strides=[2, 1, 1],
                                   leaky_relu_slope=0.3, dropout=0.2, image_shape=(28, 28, 1))
     encoder(tf.zeros((1, 28, 28, 1)))
     decoder(tf.zeros((1, 8)))
@@ -97,15 +97,15 @@ def test_unconditional_model_has_no_classifier_outputs():
 @pytest.mark.parametrize("scale, raw, expected_log_var", [
     ("log_var", 0.4, 0.4),
     ("log_std", 0.4, 0.8),
-    ("softplus", 0.0, 2 * np.log(np.log(2.0) + models.SOFTPLUS_MIN_STD)),
+    ("softplus", 0.0, 2 * np.log(np.log(2.0) + networks.SOFTPLUS_MIN_STD)),
 ])
 def test_scale_parameterisations_give_log_variance(scale, raw, expected_log_var):
-    value = models.log_variance(tf.constant([raw]), scale).numpy()[0]
+    value = networks.log_variance(tf.constant([raw]), scale).numpy()[0]
     assert value == pytest.approx(expected_log_var, rel=1e-5)
 
 
 def test_sampling_draws_fresh_noise_each_call_inside_tf_function():
-    sampling = models.Sampling(seed=1)
+    sampling = networks.Sampling(seed=1)
     mean, log_var = tf.zeros((1000, 2)), tf.zeros((1000, 2))
     draw = tf.function(lambda: sampling(mean, log_var))
     first, second = draw().numpy(), draw().numpy()
@@ -181,7 +181,7 @@ def test_model_can_overfit_one_batch():
 
 
 def test_glu_layers_gate_one_half_of_a_dense_layer_with_the_other():
-    (layer,) = models.dense_layers([3], "glu")
+    (layer,) = networks.dense_layers([3], "glu")
     inputs = np.random.default_rng(0).normal(size=(4, 5)).astype(np.float32)
     outputs = layer(inputs).numpy()
     pre = inputs @ layer.kernel.numpy() + layer.bias.numpy()  # [4, 6]
@@ -242,8 +242,8 @@ def test_a_flow_model_decodes_the_flow_of_its_draws_and_trains(arch, condition_o
 
 
 def test_a_flow_and_a_context_head_come_together():
-    encoder = models.mlp_encoder(3, "log_var", [16], "relu", context_units=8)
-    decoder = models.mlp_decoder([16], "relu", (28, 28, 1))
+    encoder = networks.mlp_encoder(3, "log_var", [16], "relu", context_units=8)
+    decoder = networks.mlp_decoder([16], "relu", (28, 28, 1))
     with pytest.raises(ValueError, match="a flow needs an encoder with a context head"):
         models.VAE(encoder, decoder, "bernoulli")
 
@@ -293,8 +293,8 @@ def test_float16_training_scales_the_loss():
 
 def test_a_vae_builds_and_trains_from_explicit_arguments_without_a_config():
     keras.utils.set_random_seed(3)
-    model = models.VAE(models.mlp_encoder(2, "softplus", [16], "relu"),
-                       models.mlp_decoder([16], "relu", (28, 28, 1)), "bernoulli")
+    model = models.VAE(networks.mlp_encoder(2, "softplus", [16], "relu"),
+                       networks.mlp_decoder([16], "relu", (28, 28, 1)), "bernoulli")
     images, labels = _batch()
     model(images)
     model.compile(optimizer=keras.optimizers.Adam(1e-2))
@@ -303,8 +303,8 @@ def test_a_vae_builds_and_trains_from_explicit_arguments_without_a_config():
     assert np.isfinite(history.history["loss"][0])
     assert all(not np.array_equal(b, w.numpy()) for b, w in zip(before, model.trainable_weights))
     with pytest.raises(ValueError, match="unknown likelihood 'poisson'"):
-        models.VAE(models.mlp_encoder(2, "log_var", [4], "relu"),
-                   models.mlp_decoder([4], "relu", (28, 28, 1)),
+        models.VAE(networks.mlp_encoder(2, "log_var", [4], "relu"),
+                   networks.mlp_decoder([4], "relu", (28, 28, 1)),
                    "poisson")
 
 

@@ -25,7 +25,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vae_tf import checkpoints, compat, data, distribution, evaluation, models, training, tuning
+from vae_tf import (
+    checkpoints,
+    compat,
+    data,
+    distribution,
+    evaluation,
+    models,
+    pipelines,
+    training,
+    tuning,
+)
 
 FLOPS_METHOD = "counted from the traced graph of one training step (tf.profiler float_operation)"
 
@@ -123,7 +133,7 @@ def time_plain_training(config, dataset, steps: int, repeats: int, warmup: int =
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), jit_compile=False,
                   steps_per_execution=1)
     clock = _StepClock()
-    batches = data.train_pipeline(dataset.train, config.batch_size, config.seed,
+    batches = pipelines.train_pipeline(dataset.train, config.batch_size, config.seed,
                                   binarize=config.binarize)
     model.fit(batches, epochs=1, steps_per_epoch=warmup + steps * repeats, callbacks=[clock],
               verbose=0)
@@ -162,15 +172,15 @@ def epoch_seconds(ends: list) -> dict:
 def _plain_fit(config, dataset, steps_per_epoch: int):
     """A function training a fresh model `epochs` epochs the plain way, testing each epoch."""
     config = dataclasses.replace(config, mixed_precision="none")
-    test_batches = data.eval_pipeline(data.prepare_test_split(dataset.test, config.binarize),
-                                      config.eval_batch_size)
+    test_split = pipelines.prepare_test_split(dataset.test, config.binarize)
+    test_batches = pipelines.eval_pipeline(test_split, config.eval_batch_size)
 
     def fit(epochs: int, clock):
         keras.utils.set_random_seed(config.seed)
         model = models.build_vae(config, dataset.spec.num_classes, dataset.image_shape)
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), jit_compile=False,
                       steps_per_execution=1)
-        model.fit(data.train_pipeline(dataset.train, config.batch_size, config.seed,
+        model.fit(pipelines.train_pipeline(dataset.train, config.batch_size, config.seed,
                                       binarize=config.binarize),
                   epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=test_batches,
                   callbacks=[clock], verbose=0)
@@ -250,7 +260,7 @@ def time_evaluation(model, config, split, spec, peak: float, iw_samples: int = 5
     `vae_tf.evaluate` measures (auto) and with the fixed 100 x 500 calls without XLA that
     it used before, in the same process; the auto settings' fraction of the matmul peak."""
     model.make_test_function(force=True)
-    batches = data.eval_pipeline(split, config.eval_batch_size)
+    batches = pipelines.eval_pipeline(split, config.eval_batch_size)
     count = len(split)
 
     def elbo():
@@ -350,7 +360,7 @@ def run(config, steps: int, repeats: int, synthetic: bool, plain: bool = True,
                 "mixed_precision": config.mixed_precision,
                 "intra_op_threads": config.intra_op_threads,
                 "inter_op_threads": config.inter_op_threads}
-    pipeline = data.train_pipeline(dataset.train, config.batch_size, config.seed,
+    pipeline = pipelines.train_pipeline(dataset.train, config.batch_size, config.seed,
                                    binarize=config.binarize)
     ours = time_training(model, pipeline, steps, repeats, config.steps_per_execution)
     row = _training_row("vae_tf", ours, config, flops, peak["gflop_per_s"], data="pipeline",
@@ -376,7 +386,7 @@ def run(config, steps: int, repeats: int, synthetic: bool, plain: bool = True,
         yield plain_row
         yield {"measure": "speedup_over_plain",
                "ratio": row["images_per_s"] / plain_row["images_per_s"]}
-    test_split = data.prepare_test_split(dataset.test, config.binarize)
+    test_split = pipelines.prepare_test_split(dataset.test, config.binarize)
     yield time_evaluation(model, config, test_split, dataset.spec, peak["gflop_per_s"])
     if whole_epochs:
         with tempfile.TemporaryDirectory() as scratch:

@@ -99,7 +99,7 @@ def restore_run(config, model_dir: str, spec=None, save_dir: str = None,
     """
     spec = spec or run_dir.load_data_spec(model_dir, config.dataset)
     model = build_vae(config, spec.num_classes, spec.image_shape)
-    optimizer = compat.make_adam(config.learning_rate, config.ema_momentum)
+    optimizer = optimizers.make_adam(config.learning_rate, config.ema_momentum)
     # --jit_compile=auto is decided when training starts (vae_tf.tuning) and recorded.
     jit_compile = tuning.resolved(config, model_dir).jit_compile == "true"
     model.compile(optimizer=optimizer, jit_compile=jit_compile,

@@ -15,8 +15,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vae_tf import log
-
 TESTED_WITH = {"tensorflow": "2.21", "keras": "3.15"}
 
 # --- keras-team/keras#20585: Keras 3's fit under MultiWorkerMirroredStrategy -----------------
@@ -69,22 +67,6 @@ def adam_slots(optimizer: keras.optimizers.Adam, variable):
     """(first moment, second moment) variables of `variable` in a Keras Adam optimizer."""
     index = optimizer._get_variable_index(variable)
     return optimizer._momentums[index], optimizer._velocities[index]
-
-
-def make_adam(learning_rate: float, ema_momentum: float = 0.0) -> keras.optimizers.Adam:
-    """FusedAdam where this Keras keeps Adam's slots as tested, else Keras' Adam, with a note.
-
-    `ema_momentum` above 0 keeps a moving average of the weights (Keras' `use_ema`).
-    """
-    from vae_tf.optimizers import FusedAdam, KerasAdam
-
-    averaging = dict(use_ema=True, ema_momentum=ema_momentum) if ema_momentum else {}
-    if has_adam_slots():
-        return FusedAdam(learning_rate, **averaging)
-    log.info(f"keras {keras.__version__} keeps Adam's moments elsewhere than Keras "
-             f"{TESTED_WITH['keras']}; training with keras.optimizers.Adam (the same updates, "
-             f"a little slower).")
-    return KerasAdam(learning_rate, **averaging)
 
 
 # --- TensorFlow's profiler trace format, for vae_tf.benchmark --profile_dir ------------------

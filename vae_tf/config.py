@@ -13,14 +13,14 @@ import json
 import os
 from typing import Any
 
-from vae_tf import data, distribution, losses, models, priors, schedules
+from vae_tf import distribution, losses, models, networks, pipelines, priors, schedules
 from vae_tf.errors import ConfigError
 
 # The allowed values of each choice come from the table that implements it.
 ARCHS = tuple(models.ARCHITECTURES)
-SCALES = tuple(models.SCALES)
+SCALES = tuple(networks.SCALES)
 LIKELIHOODS = tuple(losses.LIKELIHOODS)
-BINARIZATIONS = data.BINARIZATIONS
+BINARIZATIONS = pipelines.BINARIZATIONS
 STRATEGIES = tuple(distribution.STRATEGIES)
 PRECISIONS = tuple(models.DTYPE_POLICIES)
 CONDITIONS = models.CONDITIONS

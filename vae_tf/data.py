@@ -1,4 +1,4 @@
-"""The data sets of a run: finding them, reading them safely, feeding tf.data.
+"""The data sets of a run: finding them and reading them safely.
 
 `--dataset` names one of four kinds of data:
 
@@ -16,28 +16,23 @@ Every split is uint8 [N, H, W, C], C = 1 or 3, with int32 labels (all 0 for an
 unlabelled set, which has no class names). A data set larger than the memory
 budget (`--memory_budget_mb`) streams from disk: its splits hold an
 `image_files.ImageFiles` or a memory-mapped array instead of the images, and
-the pipelines read each batch when it is needed. The pipelines batch uint8
-images, a quarter of float32's bytes; the model's compiled step converts them
-with `as_float_images`.
+the pipelines (`vae_tf.pipelines`) read each batch when it is needed.
 """
 
 import dataclasses
-import gzip
 import os
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
 
-from vae_tf import downloads, image_files, log
+from vae_tf import downloads, image_files, log, npz_files
+from vae_tf.datatypes import Dataset, DataSpec, Split
 from vae_tf.errors import ConfigError, DataError
+from vae_tf.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
+from vae_tf.pixels import MNIST_IMAGE_SHAPE
 
 # The shape of MNIST and Fashion-MNIST, and of runs recorded before vae_tf read other data.
-MNIST_IMAGE_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
-IMAGES_MAGIC = 2051
-LABELS_MAGIC = 2049
-
 CLASS_NAMES = {
     "mnist": tuple(str(digit) for digit in range(10)),
     "fashion_mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
@@ -57,117 +52,9 @@ ENV_DATA_DIR = "VAE_TF_DATA_DIR"
 TFDS_DATA_DIR = None
 
 
-@dataclasses.dataclass(frozen=True)
-class Split:
-    """One split of a data set: its images (in memory, or read on demand) and labels."""
-
-    images: Any  # [N, H, W, C] uint8: an ndarray, or streamed (ImageFiles, np.memmap)
-    labels: np.ndarray  # [N] int32 in [0, num_classes); all 0 for an unlabelled set
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    @property
-    def streamed(self) -> bool:
-        """Whether the images are read from disk when used rather than held in memory."""
-        return isinstance(self.images, (image_files.ImageFiles, np.memmap))
-
-    @property
-    def image_shape(self) -> tuple:
-        return tuple(int(size) for size in self.images.shape[1:])
-
-    def float_images(self, count=None) -> np.ndarray:
-        """The first `count` images (all by default) as [N, H, W, C] float32 in [0, 1]."""
-        return np.asarray(self.images[:count]).astype(np.float32) / 255.0
-
-
-@dataclasses.dataclass(frozen=True)
-class DataSpec:
-    """What a model needs to know of its data: the image shape and the class names."""
-
-    image_shape: tuple  # (H, W, C)
-    class_names: tuple  # () for an unlabelled data set
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    def to_dict(self) -> dict:
-        return {"image_shape": list(self.image_shape), "class_names": list(self.class_names)}
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "DataSpec":
-        return cls(tuple(values["image_shape"]), tuple(values["class_names"]))
-
-
-@dataclasses.dataclass(frozen=True)
-class Dataset:
-    """The train and test splits of a data set, with where they came from."""
-
-    name: str
-    train: Split
-    test: Split
-    class_names: tuple  # () for an unlabelled data set
-    source: str
-
-    @property
-    def image_shape(self) -> tuple:
-        return self.train.image_shape
-
-    @property
-    def labelled(self) -> bool:
-        return bool(self.class_names)
-
-    @property
-    def spec(self) -> DataSpec:
-        return DataSpec(self.image_shape, tuple(self.class_names))
-
-    @property
-    def streamed(self) -> bool:
-        return self.train.streamed or self.test.streamed
-
-
 def mnist_spec(name: str) -> DataSpec:
     """The spec of MNIST or Fashion-MNIST, which runs recorded before data.json had."""
     return DataSpec(MNIST_IMAGE_SHAPE, CLASS_NAMES.get(name, CLASS_NAMES["mnist"]))
-
-
-def read_idx(path: str, expected_magic: int) -> np.ndarray:
-    """Reads one gzip-compressed IDX file, checking its header against its contents.
-
-    Returns [N, 28, 28] uint8 for image files and [N] uint8 for label files.
-    """
-    try:
-        with gzip.open(path, "rb") as stream:
-            raw = stream.read()
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found; check --data_dir.") from None
-    except (OSError, EOFError, gzip.BadGzipFile) as error:
-        raise DataError(f"{path}: not a readable gzip file ({error}); replace it with a fresh "
-                        f"copy of the original .gz file.") from None
-    if len(raw) < 8:
-        raise DataError(f"{path}: only {len(raw)} bytes, too short for an IDX header; replace "
-                        f"it with a fresh copy.")
-    magic = int.from_bytes(raw[0:4], "big")
-    if magic != expected_magic:
-        kind = "images" if expected_magic == IMAGES_MAGIC else "labels"
-        raise DataError(f"{path}: magic number {magic}, expected {expected_magic} (IDX "
-                        f"{kind}); is this the right file?")
-    num_dims = 3 if magic == IMAGES_MAGIC else 1
-    header_size = 4 + 4 * num_dims
-    if len(raw) < header_size:
-        raise DataError(f"{path}: truncated IDX header; replace it with a fresh copy.")
-    dims = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(num_dims))
-    if num_dims == 3 and dims[1:] != MNIST_IMAGE_SHAPE[:2]:
-        raise DataError(f"{path}: images are {dims[1]}x{dims[2]}, expected 28x28; vae_tf "
-                        f"reads MNIST-format data only.")
-    expected_bytes = int(np.prod(dims))
-    actual_bytes = len(raw) - header_size
-    if actual_bytes != expected_bytes:
-        raise DataError(f"{path}: header promises {expected_bytes} bytes of data but the file "
-                        f"holds {actual_bytes} (truncated or corrupt); replace it with a "
-                        f"fresh copy.")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header_size).reshape(dims)
 
 
 def read_split(folder: str, split: str) -> Split:
@@ -374,7 +261,7 @@ def _load_folder(folder: str, options: LoadOptions) -> Dataset:
 
 
 def _load_npz(path: str, options: LoadOptions) -> Dataset:
-    x_train, y_train, x_test, y_test, class_names = image_files.read_npz(
+    x_train, y_train, x_test, y_test, class_names = npz_files.read_npz(
         path, options.memory_budget)
     train = Split(x_train, y_train if y_train is not None else np.zeros(len(x_train), np.int32))
     test = Split(x_test, y_test if y_test is not None else np.zeros(len(x_test), np.int32))
@@ -443,126 +330,3 @@ def check_config(config, dataset: Dataset) -> None:
 
 
 # --binarize: keep grey values, draw binary pixels afresh per batch, or once per run.
-BINARIZATIONS = ("none", "dynamic", "static")
-# Test images are binarised with this seed whatever the run's seed, so that every
-# run is evaluated on the same binary test set.
-TEST_BINARIZATION_SEED = 20160901
-
-
-def binarize_split(split: Split, seed: int) -> Split:
-    """The split with each pixel drawn once as Bernoulli(grey value): values 0 or 255."""
-    rng = np.random.default_rng(seed)
-    images = np.asarray(split.images[:])
-    binary = rng.uniform(size=images.shape) < images / 255.0
-    return Split(images=(binary * 255).astype(np.uint8), labels=split.labels)
-
-
-def prepare_test_split(split: Split, binarize: str) -> Split:
-    """The test split as models trained with `binarize` are evaluated on."""
-    return split if binarize == "none" else binarize_split(split, TEST_BINARIZATION_SEED)
-
-
-def as_float_images(images):
-    """uint8 grey values -> float32 in [0, 1]; float images pass through unchanged."""
-    if images.dtype == tf.uint8:
-        return tf.cast(images, tf.float32) / 255.0
-    return images
-
-
-def _reader(split: Split):
-    """A function of int64 indices [B] -> uint8 images [B, H, W, C] of the split.
-
-    In memory it gathers from a constant; streamed, it reads the images from
-    disk (Pillow for files, the page cache for a memory-mapped array) when the
-    batch is made.
-    """
-    if not split.streamed:
-        images = tf.constant(split.images)
-        return lambda idx: tf.gather(images, idx)
-    source = split.images
-
-    def read(idx):
-        batch = tf.numpy_function(lambda i: np.asarray(source[i]), [idx], tf.uint8,
-                                  stateful=False)
-        return tf.ensure_shape(batch, [None, *split.image_shape])
-    return read
-
-
-def train_pipeline(split: Split, batch_size: int, seed: int, start_batch: int = 0,
-                   binarize: str = "none"):
-    """An endless stream of shuffled training batches: uint8 [B, H, W, C] images, labels.
-
-    Pass p over the data is shuffled with the stateless seed (seed, p), so the
-    batch at any position of the stream depends only on the seed and that
-    position: a run resumed at batch `start_batch` sees exactly the batches an
-    uninterrupted run would have seen, whether the split is in memory or
-    streamed from disk (which reads the same images in the same order).
-    `binarize="static"` binarises the split once; `"dynamic"` draws binary
-    pixels afresh for every batch, seeded by the batch's position in the stream.
-    """
-    if binarize == "static":
-        split = binarize_split(split, seed)
-    num_examples = len(split)
-    batches_per_pass = -(-num_examples // batch_size)
-    read = _reader(split)
-    labels = tf.constant(split.labels)
-
-    full_batches = num_examples // batch_size
-
-    def one_pass(pass_index):
-        order = tf.random.experimental.stateless_shuffle(
-            tf.range(num_examples, dtype=tf.int64),
-            seed=tf.stack([tf.constant(seed, tf.int64), pass_index]))
-        # One slice per batch of indices, rather than batching single indices, whose
-        # per-element work made the MLP preset's pipeline a fifth slower than no pipeline.
-        batches = tf.data.Dataset.from_tensor_slices(
-            tf.reshape(order[:full_batches * batch_size], [full_batches, batch_size]))
-        if full_batches < batches_per_pass:
-            batches = batches.concatenate(
-                tf.data.Dataset.from_tensors(order[full_batches * batch_size:]))
-        return batches
-
-    def batch(position, idx):
-        batch_images, batch_labels = read(idx), tf.gather(labels, idx)
-        if binarize == "dynamic":
-            noise = tf.random.stateless_uniform(
-                tf.shape(batch_images), seed=tf.stack([tf.constant(seed + 1, tf.int64),
-                                                       position]))
-            binary = noise < as_float_images(batch_images)
-            batch_images = tf.cast(binary, tf.uint8) * 255
-        return batch_images, batch_labels
-
-    first_pass, skip = divmod(start_batch, batches_per_pass)
-    return (tf.data.Dataset.counter(first_pass)
-            .flat_map(one_pass)
-            .skip(skip)
-            .enumerate(start_batch)
-            .map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-            .prefetch(tf.data.AUTOTUNE)
-            .with_options(_shard_by_data()))
-
-
-def eval_pipeline(split: Split, batch_size: int):
-    """The split once, in order, in batches of uint8 [B, H, W, C] images and labels."""
-    if split.streamed:
-        read, labels = _reader(split), tf.constant(split.labels)
-        return (tf.data.Dataset.range(len(split)).batch(batch_size)
-                .map(lambda idx: (read(idx), tf.gather(labels, idx)),
-                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-                .prefetch(tf.data.AUTOTUNE)
-                .with_options(_shard_by_data()))
-    return (tf.data.Dataset.from_tensor_slices((split.images, split.labels))
-            .batch(batch_size)
-            .prefetch(tf.data.AUTOTUNE)
-            .with_options(_shard_by_data()))
-
-
-def _shard_by_data() -> tf.data.Options:
-    """Options that make multi-worker training split each batch among the workers.
-
-    The data comes from memory, not files, so tf.distribute's default attempt
-    to give each worker its own files would fail over with a warning.
-    """
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return options

@@ -22,10 +22,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vae_tf import checkpoints, data, files, inspection, log, losses, run_dir, tuning
+from vae_tf import checkpoints, data, files, inspection, log, losses, pipelines, run_dir, tuning
 from vae_tf.config import AUTO
 from vae_tf.files import write_text_atomically
-from vae_tf.models import reparameterize
+from vae_tf.networks import reparameterize
 
 
 def importance_weighted_log_likelihood(encode_fn, log_likelihood_fn, inputs, num_samples: int,
@@ -285,7 +285,7 @@ def evaluate_run(model_dir: str, num_examples: int = 0, num_samples: int = 5000,
     """
     config, state = checkpoints.restore_trained(model_dir)
     dataset = data.load_for(config, data_dir)
-    test = data.prepare_test_split(dataset.test, config.binarize)
+    test = pipelines.prepare_test_split(dataset.test, config.binarize)
     count = num_examples or len(test)
     images = test.float_images(count)
     settings = iwae_settings(state.model, config, dataset.spec, images, num_samples,

@@ -16,13 +16,13 @@ is what puts the average into a trained model.
 
 Its variables are Keras Adam's own, so checkpoints of either restore into the
 other. Reading them uses Keras' private attributes (`compat.adam_slots`);
-`compat.make_adam` falls back to Keras' Adam where they are missing.
+`make_adam` falls back to Keras' Adam where they are missing.
 """
 
 import keras
 import tensorflow as tf
 
-from vae_tf import compat
+from vae_tf import compat, log
 
 
 class AveragedWeights:
@@ -73,3 +73,17 @@ class FusedAdam(AveragedWeights, keras.optimizers.Adam):
             lr=tf.cast(learning_rate, dtype), beta1=beta_1, beta2=beta_2,
             epsilon=tf.cast(self.epsilon, dtype),
             grad=tf.cast(gradient, dtype))
+
+
+def make_adam(learning_rate: float, ema_momentum: float = 0.0) -> keras.optimizers.Adam:
+    """FusedAdam where this Keras keeps Adam's slots as tested, else Keras' Adam, with a note.
+
+    `ema_momentum` above 0 keeps a moving average of the weights (Keras' `use_ema`).
+    """
+    averaging = dict(use_ema=True, ema_momentum=ema_momentum) if ema_momentum else {}
+    if compat.has_adam_slots():
+        return FusedAdam(learning_rate, **averaging)
+    log.info(f"keras {keras.__version__} keeps Adam's moments elsewhere than Keras "
+             f"{compat.TESTED_WITH['keras']}; training with keras.optimizers.Adam (the same "
+             f"updates, a little slower).")
+    return KerasAdam(learning_rate, **averaging)

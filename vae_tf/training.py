@@ -27,6 +27,7 @@ from vae_tf import (
     files,
     log,
     optimizers,
+    pipelines,
     run_dir,
     run_lock,
     schedules,
@@ -238,8 +239,8 @@ def _fit_and_export(config, compiled, state, strategy, dataset, model_dir, scrat
             log.info(f"already trained for {initial_epoch} epochs (--epochs={config.epochs}); "
                      f"raise --epochs to train further.")
     else:
-        test_split = data.prepare_test_split(dataset.test, config.binarize)
-        test_batches = data.eval_pipeline(test_split, config.eval_batch_size)
+        test_split = pipelines.prepare_test_split(dataset.test, config.binarize)
+        test_batches = pipelines.eval_pipeline(test_split, config.eval_batch_size)
         multi_worker = config.strategy == "multi_worker"
         # A part-done epoch is one `fit` call of its remaining steps, the other epochs another.
         calls = [(initial_epoch, first_step)] if first_step else []
@@ -247,7 +248,7 @@ def _fit_and_export(config, compiled, state, strategy, dataset, model_dir, scrat
             calls.append((initial_epoch + bool(first_step), 0))
         for index, (epoch, step) in enumerate(calls):
             last = epoch + 1 if step else config.epochs
-            train_batches = data.train_pipeline(dataset.train, config.batch_size, config.seed,
+            train_batches = pipelines.train_pipeline(dataset.train, config.batch_size, config.seed,
                                                 start_batch=epoch * steps_per_epoch + step,
                                                 binarize=config.binarize)
             epoch_callbacks = _epoch_callbacks(

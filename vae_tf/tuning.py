@@ -33,7 +33,7 @@ import time
 import keras
 import tensorflow as tf
 
-from vae_tf import compat, data, files, log, models
+from vae_tf import files, log, models, optimizers, pipelines
 from vae_tf.config import AUTO
 from vae_tf.files import write_text_atomically
 
@@ -125,9 +125,9 @@ def seconds_per_step(config, dataset, jit_compile: bool, steps_per_execution: in
     """The fastest of TRIAL_REPEATS timings of training steps of the run's model."""
     keras.utils.set_random_seed(config.seed)
     model = models.build_vae(config, dataset.spec.num_classes, dataset.image_shape)
-    model.compile(optimizer=compat.make_adam(config.learning_rate), jit_compile=jit_compile,
+    model.compile(optimizer=optimizers.make_adam(config.learning_rate), jit_compile=jit_compile,
                   steps_per_execution=steps_per_execution)
-    iterator = iter(data.train_pipeline(dataset.train, config.batch_size, config.seed,
+    iterator = iter(pipelines.train_pipeline(dataset.train, config.batch_size, config.seed,
                                         binarize=config.binarize))
     model.make_train_function(force=True)
     model.train_function(iterator)  # trace, compile and warm up
