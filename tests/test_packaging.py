@@ -96,3 +96,27 @@ def test_a_wheel_in_a_fresh_venv_trains_a_preset_from_an_empty_folder(tmp_path):
         explore.terminate()
         explore.wait(timeout=60)
     assert explore.returncode == 143  # SIGTERM: one line, as every command
+    # From Python, in five lines: train the CVAE preset, save it as .keras ...
+    snippet = (
+        "import vae_tf\n"
+        f"config = vae_tf.Config.from_preset('mlp_cvae', epochs=1, data_dir={str(data)!r}, "
+        "model_dir='runs/py', progress_bar=False)\n"
+        "model = vae_tf.train(config)\n"
+        "print('sevens', model.generate(7, label=7, seed=0).shape)\n"
+        "model.save('cvae.keras')\n")
+    # ... then, in a new process, load it, draw a chosen class and train on.
+    reload = (
+        "import keras, numpy as np, vae_tf\n"
+        "model = keras.saving.load_model('cvae.keras')\n"
+        "threes = model.generate(4, label=3, seed=1)\n"
+        "before = int(model.optimizer.iterations)\n"
+        f"test = vae_tf.datasets.load('mnist', data_dir={str(data)!r}).test\n"
+        "model.fit(test.float_images(64), test.labels[:64], batch_size=32, verbose=0)\n"
+        "print('threes', threes.shape, 'steps', before, int(model.optimizer.iterations))\n")
+    for code, expected in ((snippet, "sevens (7, 28, 28, 1)"),
+                           (reload, "threes (4, 28, 28, 1) steps 550 552")):
+        run_python = subprocess.run([str(venv / "bin" / "python"), "-c", code], cwd=empty,
+                                    env=environment, capture_output=True, text=True,
+                                    timeout=900)
+        assert run_python.returncode == 0, run_python.stderr[-3000:]
+        assert expected in run_python.stdout, run_python.stdout

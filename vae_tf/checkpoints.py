@@ -65,13 +65,8 @@ class RunState:
 
 
 def random_states(model: keras.Model) -> list:
-    """The state variables of the model's seed generators (latent noise, dropout).
-
-    Keras does not count them as weights, so checkpoints and SavedModels must
-    be given them explicitly.
-    """
-    weight_ids = {id(variable) for variable in model.weights}
-    return [variable for variable in model.variables if id(variable) not in weight_ids]
+    """The state variables of the model's seed generators (`VAE.random_state_variables`)."""
+    return model.random_state_variables()
 
 
 def checkpoint_bytes(state: RunState) -> int:

@@ -258,6 +258,20 @@ class Config:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
     @classmethod
+    def from_preset(cls, name: str, **settings) -> "Config":
+        """The validated Config of preset `name` (`flags/<name>.flags`), with keyword
+        settings in place of its own: ``Config.from_preset("mlp_cvae", epochs=5)``."""
+        from vae_tf import cli  # cli imports this module
+
+        names = {f.name for f in dataclasses.fields(cls)}
+        for key in settings:
+            if key not in names:
+                raise ConfigError(f"Config has no setting {key!r}; help(vae_tf.Config) "
+                                  f"lists them.")
+        return dataclasses.replace(cli.config_from_args([f"--preset={name}"]),
+                                   **settings).validate()
+
+    @classmethod
     def from_dict(cls, values: dict) -> "Config":
         """A Config from a dict, ignoring keys this version does not know.
 

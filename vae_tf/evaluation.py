@@ -25,70 +25,13 @@ import tensorflow as tf
 from vae_tf import checkpoints, data, files, inspection, log, losses, pipelines, run_dir, tuning
 from vae_tf.config import AUTO
 from vae_tf.files import write_text_atomically
-from vae_tf.networks import reparameterize
-
-
-def importance_weighted_log_likelihood(encode_fn, log_likelihood_fn, inputs, num_samples: int,
-                                       chunk_size: int, seed: int, transform_fn=None,
-                                       log_prior_fn=None):
-    """Estimates log p(x) for a batch `inputs` [B, ...] with `num_samples` samples.
-
-    encode_fn(inputs) -> (z_mean, z_log_var), each [B, Z], or (z_mean,
-    z_log_var, context) with a `transform_fn`;
-    transform_fn(z_0 [C, B, Z], context) -> (z [C, B, Z], log |det dz/dz_0| [C, B]),
-    an invertible map of the Gaussian draws (a flow posterior; none: identity);
-    log_likelihood_fn(inputs [B, ...], z [C, B, Z]) -> log p(x|z) [C, B], for a
-    chunk of C samples per input (so that work that depends only on x, such as
-    a classifier, is done once per chunk rather than once per sample);
-    log_prior_fn(z [C, B, Z]) -> log p(z) [C, B] (none: N(0, I)).
-    Returns log p(x) estimates [B] as float64.
-    """
-    z_mean, z_log_var, *context = encode_fn(inputs)
-    batch = tf.shape(z_mean)[0]
-    z_dim = z_mean.shape[-1]
-
-    def chunk_total(start, count):
-        epsilon = tf.random.stateless_normal([count, batch, z_dim], seed=tf.stack([seed, start]))
-        z = reparameterize(z_mean, z_log_var, epsilon)  # [C, B, Z]
-        log_q = losses.gaussian_log_density(z, z_mean, z_log_var)
-        if transform_fn is not None:
-            z, log_det = transform_fn(z, *context)
-            log_q -= log_det
-        log_prior = (log_prior_fn(z) if log_prior_fn is not None
-                     else losses.gaussian_log_density(z, 0.0, tf.zeros_like(z)))
-        log_weights = log_prior - log_q
-        log_weights += log_likelihood_fn(inputs, z)
-        return tf.reduce_logsumexp(tf.cast(log_weights, tf.float64), axis=0)
-
-    def fold(running, total):
-        return tf.reduce_logsumexp(tf.stack([running, total]), axis=0)
-
-    # The full chunks in a loop (one chunk's ops in the graph, whatever K is), then the
-    # remainder; chunk i draws with seed (seed, i * chunk_size) either way.
-    full, rest = divmod(num_samples, chunk_size)
-    seed = tf.cast(seed, tf.int64)
-    running = tf.fill([batch], tf.constant(-np.inf, tf.float64))
-    _, running = tf.while_loop(
-        lambda i, _: i < full,
-        lambda i, running: (i + 1, fold(running, chunk_total(i * chunk_size, chunk_size))),
-        (tf.constant(0, tf.int64), running))
-    if rest:
-        running = fold(running, chunk_total(tf.constant(full * chunk_size, tf.int64), rest))
-    return running - math.log(num_samples)
+from vae_tf.iwae import importance_weighted_log_likelihood
 
 
 def model_functions(model, config):
     """encode_fn, log_likelihood_fn and transform_fn of a vae_tf model, for the estimator
     above (transform_fn None without a flow or second stochastic layer)."""
-
-    def encode_fn(images):
-        z_mean, z_log_var, context = model.posterior(images)
-        return (z_mean, z_log_var, context) if model.transforms else (z_mean, z_log_var)
-
-    def transform_fn(z, context):
-        return model.transform(z, context)
-
-    return encode_fn, model.log_likelihood, (transform_fn if model.transforms else None)
+    return model.iwae_functions()[:3]
 
 
 def iwae_function(model, config, num_samples: int, chunk_size: int, jit_compile: bool):
@@ -100,7 +43,7 @@ def iwae_function(model, config, num_samples: int, chunk_size: int, jit_compile:
     depend on whether XLA is on.
     """
     encode_fn, log_likelihood_fn, transform_fn = model_functions(model, config)
-    log_prior_fn = None if model.standard_normal_prior else model.log_prior
+    log_prior_fn = model.iwae_functions()[3]
     if jit_compile:
         encode_fn = tf.function(encode_fn, jit_compile=True)
         log_likelihood_fn = tf.function(log_likelihood_fn, jit_compile=True)

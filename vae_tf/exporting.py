@@ -239,6 +239,27 @@ def export_model(model, config, model_dir: str, overwrite: bool = False,
     return target
 
 
+def export_keras(model, model_dir: str, version: int, overwrite: bool = False) -> str:
+    """Writes the model, with its optimizer, as `<model_dir>/vae-<version>.keras`.
+
+    `keras.saving.load_model` reloads it after `import vae_tf`, ready to `fit` on. It is
+    written beside and renamed into place, so a kill leaves no part-written file, and an
+    existing file of that version is replaced only with `overwrite`.
+    """
+    target = os.path.join(model_dir, f"vae-{version}.keras")
+    if os.path.exists(target) and not overwrite:
+        raise RunDirError(f"{target} already exists; pass --overwrite to replace it with the "
+                          f"latest checkpoint's model.")
+    staging = tempfile.mkdtemp(prefix=".keras.", dir=model_dir)
+    try:
+        written = os.path.join(staging, "vae.keras")
+        model.save(written)
+        os.replace(written, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
 def versions(base: str) -> list:
     """The version numbers exported under `base` (a saved_model/ folder), ascending."""
     if not os.path.isdir(base):

@@ -9,6 +9,8 @@ concatenated to z before decoding, and generating class k feeds the one-hot vect
 of k instead. docs/design.md shows how the parts fit.
 """
 
+import dataclasses
+import json
 from typing import NamedTuple, Optional
 
 import keras
@@ -16,6 +18,7 @@ import tensorflow as tf
 
 from vae_tf import compat, hierarchy, losses, priors
 from vae_tf.flows import InverseAutoregressiveFlow
+from vae_tf.inference import InferenceMethods
 from vae_tf.networks import (
     Classifier,
     Decoder,
@@ -53,7 +56,8 @@ def with_class_probabilities(z, class_logits):
 CONDITIONS = ("classifier", "label")
 
 
-class VAE(compat.SkipSymbolicBuildWhenBuilt, keras.Model):
+@keras.saving.register_keras_serializable(package="vae_tf")
+class VAE(InferenceMethods, compat.SkipSymbolicBuildWhenBuilt, keras.Model):
     """The encoder, decoder and optional classifier, trained on the negative ELBO.
 
     With a classifier the model is conditional, and `decode` takes labels. With
@@ -93,6 +97,7 @@ class VAE(compat.SkipSymbolicBuildWhenBuilt, keras.Model):
             raise ValueError("a second stochastic layer needs an encoder with a context head")
         self.prior = prior
         self.ladder = ladder
+        self.build_settings = None  # JSON, set by build_vae: what get_config returns
         require_choice("condition_on", condition_on, CONDITIONS)
         if condition_on == "label" and classifier is None:
             raise ValueError("condition_on='label' needs a classifier, to label images "
@@ -122,6 +127,45 @@ class VAE(compat.SkipSymbolicBuildWhenBuilt, keras.Model):
             self.trackers.append(keras.metrics.Mean(name="classifier_loss"))
             self.accuracy = keras.metrics.SparseCategoricalAccuracy(name="classifier_accuracy")
             self.trackers.append(self.accuracy)
+
+    def get_config(self) -> dict:
+        """What `from_config` rebuilds the model from: the `Config`, classes and image shape
+        that `build_vae` was given (saving to `.keras` needs it)."""
+        if self.build_settings is None:
+            raise NotImplementedError("only a VAE made by vae_tf.models.build_vae (or "
+                                      "vae_tf.train) saves to .keras; save the weights instead")
+        return {**super().get_config(), "vae_tf": json.loads(self.build_settings)}
+
+    def random_state_variables(self) -> list:
+        """The state variables of the model's seed generators (latent noise, dropout).
+
+        Keras does not count them as weights, so checkpoints, SavedModels and `.keras`
+        files must be given them explicitly.
+        """
+        weight_ids = {id(variable) for variable in self.weights}
+        return [variable for variable in self.variables if id(variable) not in weight_ids]
+
+    def save_own_variables(self, store):
+        """Keras' own variables, and the seed generators' states, so that a model loaded
+        from `.keras` trains on with the noise the saved one would have drawn."""
+        super().save_own_variables(store)
+        for index, variable in enumerate(self.random_state_variables()):
+            store[f"random_state_{index}"] = variable
+
+    def load_own_variables(self, store):
+        own = {key: store[key] for key in store.keys() if not key.startswith("random_state_")}
+        super().load_own_variables(own)
+        for index, variable in enumerate(self.random_state_variables()):
+            if f"random_state_{index}" in store:
+                variable.assign(store[f"random_state_{index}"])
+
+    @classmethod
+    def from_config(cls, config: dict) -> "VAE":
+        from vae_tf.config import Config  # config imports models
+
+        settings = config["vae_tf"]
+        return build_vae(Config.from_dict(settings["config"]), settings["num_classes"],
+                         tuple(settings["image_shape"]))
 
     @property
     def conditional(self) -> bool:
@@ -219,65 +263,6 @@ class VAE(compat.SkipSymbolicBuildWhenBuilt, keras.Model):
         if labels is None:
             labels = tf.argmax(class_logits, axis=-1)
         return tf.one_hot(tf.cast(labels, tf.int32), self.num_classes)
-
-    def condition(self, images):
-        """What the decoder reads beside z for unlabelled `images` [B, C], or None."""
-        if self.classifier is None:
-            return None
-        class_logits = self.classifier(images, training=False)
-        if self.condition_on == "label":
-            return self._one_hot(None, class_logits)
-        return tf.nn.softmax(class_logits)
-
-    def encode(self, images):
-        """(z_mean, z_log_var) of unlabelled images, each [B, z_dim].
-
-        With a flow, z_mean is the flow of the Gaussian's mean (the latent that a
-        deterministic reconstruction decodes) and z_log_var the Gaussian's. With two
-        stochastic layers, z_mean is [mean of q(z1|x, z2), mean of q(z2|x)] at z2 =
-        q(z2|x)'s mean, and z_log_var their log-variances.
-        """
-        z_mean, z_log_var, context = self.posterior(images)
-        if self.ladder is not None:
-            top_mean, top_log_var = self.ladder.split(z_mean)[1], self.ladder.split(z_log_var)[1]
-            mean, log_var = self.ladder.posterior_moments(top_mean, context)
-            return tf.concat([mean, top_mean], -1), tf.concat([log_var, top_log_var], -1)
-        return self.transform(z_mean, context)[0], z_log_var
-
-    def decode(self, z, labels=None):
-        """Mean of p(x|z) in [0, 1], [B, H, W, C]; conditional models need int labels [B]."""
-        if self.classifier is not None:
-            if labels is None:
-                raise ValueError("a conditional model needs labels to decode")
-            z = tf.concat([z, tf.one_hot(labels, self.num_classes, dtype=z.dtype)], axis=-1)
-        return self.mean_image(self.decoder(z, training=False))
-
-    def reconstruct(self, images):
-        """Deterministic reconstructions: the decoded latent mean. [B, H, W, C] in [0, 1]."""
-        z_mean, _ = self.encode(images)
-        condition = self.condition(images)
-        decoder_input = z_mean if condition is None else tf.concat([z_mean, condition], -1)
-        return self.mean_image(self.decoder(decoder_input, training=False))
-
-    def mean_image(self, logits):
-        """The mean of p(x|z) in [0, 1] of decoder outputs, as the likelihood defines it."""
-        return losses.likelihood_named(self.likelihood).mean(logits)
-
-    def log_likelihood(self, images, z):
-        """log p(x|z) of unlabelled images [B, H, W, C] at z [C, B, Z] -> [C, B], normalised.
-
-        The conditioning (the classifier's class probabilities, or its predicted label) is
-        computed once per image, not once per sample.
-        """
-        count, batch = tf.shape(z)[0], tf.shape(z)[1]
-        z = tf.reshape(z, [-1, z.shape[-1]])  # [C*B, Z], sample-major
-        condition = self.condition(images)
-        if condition is not None:
-            z = tf.concat([z, tf.tile(condition, [count, 1])], axis=-1)
-        logits = self.decoder(z, training=False)
-        tiled = tf.tile(images, [count, 1, 1, 1])
-        return tf.reshape(losses.log_likelihood(self.likelihood, tiled, logits,
-                                                self.decoder_std), [count, batch])
 
     def example_losses(self, images, labels, outputs: VAEOutputs) -> dict:
         """Each term of the objective, one value per example ([B] each)."""
@@ -396,5 +381,8 @@ def build_vae(config, num_classes: int, image_shape=MNIST_IMAGE_SHAPE) -> VAE:
                     name="vae")
     finally:
         keras.config.set_dtype_policy(previous)
+    model.build_settings = json.dumps({"config": dataclasses.asdict(config),
+                                       "num_classes": num_classes,
+                                       "image_shape": list(image_shape)})
     model(tf.zeros((1,) + tuple(image_shape)))
     return model

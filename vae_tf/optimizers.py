@@ -36,6 +36,7 @@ class AveragedWeights:
         super().finalize_variable_values(var_list)
 
 
+@keras.saving.register_keras_serializable(package="vae_tf")
 class KerasAdam(AveragedWeights, keras.optimizers.Adam):
     """keras.optimizers.Adam whose `fit` keeps the raw weights (see `AveragedWeights`)."""
 
@@ -53,6 +54,7 @@ def load_average(model: keras.Model) -> bool:
     return True
 
 
+@keras.saving.register_keras_serializable(package="vae_tf")
 class FusedAdam(AveragedWeights, keras.optimizers.Adam):
     """keras.optimizers.Adam (without amsgrad), updating through `ResourceApplyAdam`."""
 
