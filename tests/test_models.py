@@ -84,7 +84,7 @@ def test_classifier_and_conditional_decoder_shapes(arch):
     generated = model.decode(tf.zeros((4, 3)), tf.constant([0, 3, 7, 9]))
     assert generated.shape == (4, 28, 28, 1)
     assert 0.0 <= float(tf.reduce_min(generated)) and float(tf.reduce_max(generated)) <= 1.0
-    with pytest.raises(ValueError, match="needs labels"):
+    with pytest.raises(ValueError, match="needs a label"):
         model.decode(tf.zeros((4, 3)))
 
 

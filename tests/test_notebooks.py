@@ -10,12 +10,13 @@ import os
 import papermill
 import pytest
 
-from conftest import REPO_ROOT, SETTLED, real_data_dir
+from conftest import REPO_ROOT, real_data_dir
 
 NOTEBOOKS_DIR = os.path.join(REPO_ROOT, "notebooks")
+# The settings `auto` would measure (test_tuning.py tests that), given, as Config keywords.
+SETTLED = {"jit_compile": "false", "steps_per_execution": 1}
 # name: (data sets it needs, parameters, a file its run must leave behind). Every
-# notebook also gets EXTRA_FLAGS=SETTLED (the settings auto would measure, given) unless
-# its parameters say more.
+# notebook also gets EXTRA_SETTINGS=SETTLED unless its parameters say more.
 CASES = {
     "01_mlp_conditional_vae.ipynb": (
         ["mnist"], {"EPOCHS": 2, "STEPS_PER_EPOCH": 2, "MODEL_DIR": "run"},
@@ -27,7 +28,7 @@ CASES = {
         ["fashion_mnist", "mnist"], {"EPOCHS": 1, "STEPS_PER_EPOCH": 2, "RUNS_DIR": "runs",
                                      "EVAL_EXAMPLES": 5, "IW_SAMPLES": 4,
                                      # Its three runs' SavedModels are not used by it.
-                                     "EXTRA_FLAGS": [*SETTLED, "--noexport"]},
+                                     "EXTRA_SETTINGS": {**SETTLED, "export": False}},
         "runs/fashion_mnist-beta0/evaluation.json"),
     "04_your_own_images.ipynb": (
         ["mnist"], {"EPOCHS": 1, "STEPS_PER_EPOCH": 2, "DEMO_FOLDER": "digits", "DEMO_IMAGES": 300,
@@ -48,6 +49,25 @@ def test_every_notebook_is_tested_and_stored_without_outputs():
         assert all(not cell.outputs and cell.execution_count is None for cell in code), name
 
 
+def test_no_notebook_reaches_into_vae_tfs_internals():
+    """The notebooks' tasks go through the Python API (vae_tf.Config, train, load, metrics,
+    figure, datasets, the model's NumPy methods), not the modules the commands use."""
+    import nbformat
+
+    internals = {"cli", "training", "inspection", "run_dir", "checkpoints", "visualization"}
+    for name in CASES:
+        notebook = nbformat.read(os.path.join(NOTEBOOKS_DIR, name), as_version=4)
+        for cell in notebook.cells:
+            if cell.cell_type != "code":
+                continue
+            for line in cell.source.splitlines():
+                if line.startswith("from vae_tf import"):
+                    imported = {part.strip() for part in line.split("import", 1)[1].split(",")}
+                    assert not imported & internals, (name, line)
+                assert "vae_tf." not in line or not any(
+                    f"vae_tf.{module}" in line for module in internals), (name, line)
+
+
 @pytest.mark.slow
 @pytest.mark.realdata
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -56,7 +76,7 @@ def test_notebook_runs(name, tmp_path):
     for dataset in datasets:
         real_data_dir(dataset)
     parameters = {key: str(tmp_path / value) if key.endswith(("_DIR", "_FOLDER")) else value
-                  for key, value in ({"EXTRA_FLAGS": SETTLED} | parameters).items()}
+                  for key, value in ({"EXTRA_SETTINGS": SETTLED} | parameters).items()}
     output = tmp_path / name
     papermill.execute_notebook(os.path.join(NOTEBOOKS_DIR, name), str(output),
                                parameters=parameters, cwd=NOTEBOOKS_DIR, kernel_name="python3",

@@ -14,7 +14,7 @@ Importing vae_tf loads TensorFlow and registers the model with Keras, so that
 __version__ = "0.1.0"
 
 from vae_tf import datasets  # noqa: E402
-from vae_tf.api import load, train  # noqa: E402
+from vae_tf.api import figure, load, metrics, train  # noqa: E402
 from vae_tf.config import Config  # noqa: E402
 
-__all__ = ["Config", "datasets", "load", "train", "__version__"]
+__all__ = ["Config", "datasets", "figure", "load", "metrics", "train", "__version__"]

@@ -8,14 +8,17 @@
     model = vae_tf.load("cvae.keras")             # or vae_tf.load("runs/cvae")
 
 The model is a `vae_tf.models.VAE`, a Keras model: `fit`, `evaluate`, `save` and
-`summary` work on it, and `vae_tf.inference` documents its NumPy methods.
+`summary` work on it, and `vae_tf.inference` documents its NumPy methods. A run's
+per-epoch numbers are `vae_tf.metrics(model_dir)`, and `vae_tf.figure(model_dir,
+"manifold")` draws what `python -m vae_tf.visualize --plot=manifold` draws, as a
+matplotlib Figure.
 """
 
 import os
 
 import keras
 
-from vae_tf import checkpoints, training
+from vae_tf import checkpoints, run_dir, training, visualization
 from vae_tf.config import Config
 from vae_tf.errors import ConfigError, RunDirError
 from vae_tf.models import VAE
@@ -43,3 +46,18 @@ def load(path: str) -> VAE:
     model = checkpoints.restore_trained(path)[1].model
     model.model_dir = path
     return model
+
+
+def metrics(model_dir: str) -> list:
+    """The run's `metrics.csv`: one dict per epoch (losses, `val_` test losses, timings)."""
+    return run_dir.read_metrics(model_dir)
+
+
+def figure(model_dir: str, plot: str, data_dir: str = "", **options):
+    """The matplotlib Figure of `python -m vae_tf.visualize --plot=PLOT` for a run:
+    `reconstructions`, `samples`, `conditional`, `scatter`, `manifold`, `traversal` or
+    `interpolation`. `options` are `visualization.PlotOptions`' (`seed`, `label`,
+    `steps`, `traversal_range`, `conditional_rows`)."""
+    run = visualization.load_run(model_dir, data_dir)
+    return visualization.figure_for(run, plot, visualization.PlotOptions(data_dir=data_dir,
+                                                                         **options))

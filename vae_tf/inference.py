@@ -18,6 +18,8 @@ import tensorflow as tf
 
 from vae_tf import iwae, losses
 
+NUMPY_BATCH = 1000  # images or latents per call when NumPy arrays are given
+
 
 def _eager_numpy(value) -> bool:
     return tf.executing_eagerly() and isinstance(value, (np.ndarray, list, tuple))
@@ -33,8 +35,19 @@ def takes_numpy(kind: str):
             if not _eager_numpy(first):
                 return method(self, first, *args, **kwargs)
             checked = self.as_images(first) if kind == "images" else self.as_latents(first)
-            result = method(self, tf.constant(checked), *args, **kwargs)
-            return tf.nest.map_structure(lambda tensor: tensor.numpy(), result)
+            # In batches, so that a whole test set does not take a whole test set's
+            # activations at once; a label per image goes with its batch.
+            label = kwargs.pop("label", args[0] if args else None)
+            parts = []
+            for start in range(0, max(len(checked), 1), NUMPY_BATCH):
+                part_label = label
+                if label is not None and np.ndim(label):
+                    part_label = np.asarray(label)[start:start + NUMPY_BATCH]
+                extra = () if kind == "images" else (part_label,)
+                parts.append(tf.nest.map_structure(
+                    lambda tensor: tensor.numpy(),
+                    method(self, tf.constant(checked[start:start + NUMPY_BATCH]), *extra)))
+            return tf.nest.map_structure(lambda *pieces: np.concatenate(pieces), *parts)
 
         return call
 
