@@ -42,7 +42,11 @@ class SignalAtTest(keras.callbacks.Callback):
 def main():
     mode, args = sys.argv[1], sys.argv[2:]
     model_dir = next(arg.split("=", 1)[1] for arg in args if arg.startswith("--model_dir="))
-    from vae_tf import train, training
+    import importlib
+
+    from vae_tf import training
+
+    train = importlib.import_module("vae_tf.train")  # the command's module, not vae_tf.train()
 
     plain = training.train_and_evaluate
     training.train_and_evaluate = lambda config: plain(

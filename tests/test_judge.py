@@ -28,6 +28,7 @@ class _OneClassModel:
     """A conditional "VAE" that draws the same test image whatever class is asked."""
 
     conditional = True
+    standard_normal_prior = True
     num_classes = 10
     z_dim = 2
 

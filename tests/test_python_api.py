@@ -169,3 +169,20 @@ def test_export_writes_a_keras_file_beside_the_run_without_replacing_one(tiny_ar
     assert f"{path} already exists; pass --overwrite" in second.stderr.strip().splitlines()[-1]
     assert os.path.getmtime(path) == before
     assert vae_tf.load(path).z_dim == 2
+
+
+def test_vae_tf_train_is_the_api_even_after_the_command_module_is_imported():
+    import importlib
+
+    from vae_tf import api
+
+    module = importlib.import_module("vae_tf.train")
+    assert callable(vae_tf.train) and callable(module)
+    config = object()
+    calls = []
+    original = api.train
+    api.train = lambda given: calls.append(given) or "model"
+    try:
+        assert vae_tf.train(config) == "model" and calls == [config]
+    finally:
+        api.train = original

@@ -5,6 +5,9 @@ Presets reproducing the three tutorials are flagfiles:
 listed by `--help`; rerunning a command resumes its run.
 """
 
+import sys
+import types
+
 from vae_tf import cli
 
 cli.define_config_flags()
@@ -26,6 +29,22 @@ def entry_point():
     """The `vae-tf-train` console command."""
     cli.run(main)
 
+
+class _CallableModule(types.ModuleType):
+    """This module, callable as `vae_tf.train(config)`.
+
+    Importing `vae_tf.train` (as `python -m vae_tf.train` and `vae-tf-train` do) makes the
+    package's `train` attribute this module in place of the API's function, so the
+    module forwards calls to it.
+    """
+
+    def __call__(self, config):
+        from vae_tf import api
+
+        return api.train(config)
+
+
+sys.modules[__name__].__class__ = _CallableModule
 
 if __name__ == "__main__":
     entry_point()
