@@ -81,18 +81,28 @@ CONTENDER = """
 import sys, time
 from vae_tf import run_lock
 from vae_tf.errors import RunDirError
-model_dir, start = sys.argv[1], float(sys.argv[2])
-while time.time() < start:
-    pass
-try:
-    path = run_lock.acquire(model_dir)
-except RunDirError:
-    print("refused", flush=True)
-else:
-    print("got it", flush=True)
-    time.sleep(1.0)
-    run_lock.release(path)
+print("ready", flush=True)
+for line in sys.stdin:  # one round per line: the folder, and when to try
+    model_dir, start = line.split()
+    while time.time() < float(start):
+        pass
+    try:
+        path = run_lock.acquire(model_dir)
+    except RunDirError:
+        print("refused", flush=True)
+    else:
+        print("got it", flush=True)
+        sys.stdin.readline()  # held until every other contender has answered
+        run_lock.release(path)
+        print("released", flush=True)
 """
+
+
+def _answer(process):
+    """The contender's next answer, past vae_tf's notes ("took over ...")."""
+    while (line := process.stdout.readline().strip()).startswith("vae_tf:"):
+        pass
+    return line
 
 
 @pytest.mark.slow
@@ -100,16 +110,30 @@ def test_runs_starting_together_on_a_stale_lock_never_both_get_it(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     environment = dict(os.environ, PYTHONPATH=REPO_ROOT)
-    for round_number in range(15):
-        model_dir = tmp_path / f"round{round_number}"
-        model_dir.mkdir()
-        with open(model_dir / run_lock.LOCK_FILE, "w") as stream:  # left by a crash
-            json.dump({"pid": dead.pid, "host": socket.gethostname()}, stream)
-        start = time.time() + 1.0  # after every contender has started Python
-        contenders = [subprocess.Popen([sys.executable, "-c", CONTENDER, str(model_dir),
-                                        str(start)], stdout=subprocess.PIPE, text=True,
-                                       env=environment, cwd=REPO_ROOT) for _ in range(4)]
-        answers = sorted(process.communicate(timeout=60)[0].strip().splitlines()[-1]
-                         for process in contenders)
-        assert answers == ["got it", "refused", "refused", "refused"], (round_number, answers)
-        assert not os.path.exists(model_dir / run_lock.LOCK_FILE)  # released by the winner
+    contenders = [subprocess.Popen([sys.executable, "-c", CONTENDER], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, text=True, env=environment,
+                                   cwd=REPO_ROOT) for _ in range(4)]
+    try:
+        # Python and vae_tf load first, so that every round starts them together.
+        assert [process.stdout.readline().strip() for process in contenders] == ["ready"] * 4
+        for round_number in range(15):
+            model_dir = tmp_path / f"round{round_number}"
+            model_dir.mkdir()
+            with open(model_dir / run_lock.LOCK_FILE, "w") as stream:  # left by a crash
+                json.dump({"pid": dead.pid, "host": socket.gethostname()}, stream)
+            start = time.time() + 0.2
+            for process in contenders:
+                process.stdin.write(f"{model_dir} {start}\n")
+                process.stdin.flush()
+            answers = [_answer(process) for process in contenders]
+            assert sorted(answers) == ["got it", "refused", "refused", "refused"], (
+                round_number, answers)
+            winner = contenders[answers.index("got it")]
+            winner.stdin.write("release\n")
+            winner.stdin.flush()
+            assert _answer(winner) == "released"
+            assert not os.path.exists(model_dir / run_lock.LOCK_FILE)
+    finally:
+        for process in contenders:
+            process.stdin.close()
+            process.wait(timeout=60)
