@@ -9,7 +9,8 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-from vae_tf import cli, data, idx  # noqa: E402
+from vae_tf import cli  # noqa: E402
+from vae_tf.data import idx, sources  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGFILES = sorted(os.path.join(REPO_ROOT, "flags", name)
@@ -42,7 +43,7 @@ def write_dataset(folder, num_train=240, num_test=60, seed=0):
     rng = np.random.default_rng(seed)
     for split, count in (("train", num_train), ("test", num_test)):
         labels = rng.integers(0, 10, size=count).astype(np.uint8)
-        images_name, labels_name = data.FILE_NAMES[split]
+        images_name, labels_name = sources.FILE_NAMES[split]
         write_idx(os.path.join(folder, images_name), make_images(labels, seed))
         write_idx(os.path.join(folder, labels_name), labels)
     return str(folder)
@@ -105,10 +106,10 @@ def tiny_args(tiny_data_dir, tmp_path):
 
 def real_data_dir(name):
     """The folder of a real data set, failing in CI and skipping elsewhere if absent."""
-    folder = data.find_local_dir(name)
+    folder = sources.find_local_dir(name)
     if folder is None:
         hint = "apt-get install dataset-fashion-mnist, or " if name == "fashion_mnist" else ""
-        message = (f"real {name} IDX files not found ({hint}set {data.ENV_DATA_DIR} to a "
+        message = (f"real {name} IDX files not found ({hint}set {sources.ENV_DATA_DIR} to a "
                    f"folder with a {name}/ sub-folder)")
         if os.environ.get("CI"):
             pytest.fail(message)

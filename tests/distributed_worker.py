@@ -26,7 +26,7 @@ def _two_logical_cpus():
 
 
 def train(out, args):
-    from vae_tf import training
+    from vae_tf.run import training
 
     from conftest import parse_config
 
@@ -37,14 +37,15 @@ def train(out, args):
 
 
 def train_without_workarounds(out, args):
-    from vae_tf import compat, models
+    from vae_tf import compat
+    from vae_tf.model import vae
 
     def keras_own_build(self, iterator=None, data_batch=None):
         return super(compat.SkipSymbolicBuildWhenBuilt, self)._maybe_symbolic_build(
             iterator=iterator, data_batch=data_batch)
 
     compat.SkipSymbolicBuildWhenBuilt._maybe_symbolic_build = keras_own_build
-    models.compat.step_logs = lambda logs: logs
+    vae.compat.step_logs = lambda logs: logs
     train(out, args)
 
 

@@ -17,7 +17,7 @@ import tensorflow as tf
 HERE = os.path.dirname(os.path.abspath(__file__))
 # This checkout's vae_tf, whatever is installed.
 sys.path[:0] = [HERE, os.path.dirname(HERE)]
-from vae_tf.models import build_vae  # noqa: E402
+from vae_tf.model.vae import build_vae  # noqa: E402
 
 from conftest import make_images, parse_config  # noqa: E402
 

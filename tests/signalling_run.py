@@ -44,7 +44,7 @@ def main():
     model_dir = next(arg.split("=", 1)[1] for arg in args if arg.startswith("--model_dir="))
     import importlib
 
-    from vae_tf import training
+    from vae_tf.run import training
 
     train = importlib.import_module("vae_tf.train")  # the command's module, not vae_tf.train()
 

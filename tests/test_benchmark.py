@@ -95,7 +95,7 @@ def test_benchmark_whole_epochs_times_both_ways_and_their_ratio(tiny_data_dir, t
 
 
 def test_epoch_seconds_are_the_intervals_between_epoch_ends():
-    from vae_tf import benchmarking
+    from vae_tf.evaluation import benchmarking
 
     # Ends of epochs 1-5: epoch 2 took 10 s (a slow spell), the others 1-2 s; the first
     # epoch (tracing, tuning) is not among the intervals.
@@ -109,7 +109,7 @@ def test_observers_see_each_epoch_recorded_and_saved(tiny_data_dir, tmp_path):
     """The benchmark's epoch clock runs after vae_tf's own callbacks, checkpoint included."""
     import keras
 
-    from vae_tf import training
+    from vae_tf.run import training
 
     seen = []
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vae_tf import compat, optimizers
+from vae_tf import compat
+from vae_tf.run import optimizers
 
 
 def test_the_installed_versions_are_the_tested_ones():

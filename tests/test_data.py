@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vae_tf import data, idx, pipelines, pixels
+from vae_tf import pixels
+from vae_tf.data import idx, pipelines, sources
 from vae_tf.errors import DataError
 
 from conftest import make_images, real_data_dir, write_dataset, write_idx
 
-IMAGES = data.FILE_NAMES["train"][0]
-LABELS = data.FILE_NAMES["train"][1]
+IMAGES = sources.FILE_NAMES["train"][0]
+LABELS = sources.FILE_NAMES["train"][1]
 
 
 @pytest.fixture
@@ -24,7 +25,7 @@ def folder(tmp_path):
 
 
 def test_read_split_returns_uint8_images_and_int32_labels(folder):
-    split = data.read_split(folder, "train")
+    split = sources.read_split(folder, "train")
     assert split.images.shape == (30, 28, 28, 1) and split.images.dtype == np.uint8
     assert split.labels.shape == (30,) and split.labels.dtype == np.int32
     assert len(split) == 30
@@ -69,58 +70,58 @@ def test_each_kind_of_corrupt_image_file_names_the_file(folder, name, corrupt, m
     path = os.path.join(folder, IMAGES)
     corrupt(path)
     with pytest.raises(DataError, match=message) as error:
-        data.read_split(folder, "train")
+        sources.read_split(folder, "train")
     assert str(error.value).startswith(path) and "\n" not in str(error.value)
 
 
 def test_label_count_must_match_image_count(folder):
     write_idx(os.path.join(folder, LABELS), np.zeros(29, np.uint8))
     with pytest.raises(DataError, match="29 labels for the 30 images"):
-        data.read_split(folder, "train")
+        sources.read_split(folder, "train")
 
 
 def test_label_values_must_be_digits(folder):
     write_idx(os.path.join(folder, LABELS), np.full(30, 12, np.uint8))
     with pytest.raises(DataError, match="label value 12 is outside 0-9"):
-        data.read_split(folder, "train")
+        sources.read_split(folder, "train")
 
 
 def test_label_file_with_image_magic_is_refused(folder):
     write_idx(os.path.join(folder, LABELS), np.zeros((30, 28, 28), np.uint8))
     with pytest.raises(DataError, match="magic number 2051, expected 2049"):
-        data.read_split(folder, "train")
+        sources.read_split(folder, "train")
 
 
 def test_missing_file_is_named(folder):
-    os.remove(os.path.join(folder, data.FILE_NAMES["test"][1]))
+    os.remove(os.path.join(folder, sources.FILE_NAMES["test"][1]))
     with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.gz: file not found"):
-        data.find_local_dir("mnist", folder)
+        sources.find_local_dir("mnist", folder)
 
 
 def test_data_dir_without_any_file_is_an_error_even_when_other_places_have_data(
         tmp_path, monkeypatch):
     write_dataset(tmp_path / "env" / "mnist", 10, 10)
-    monkeypatch.setenv(data.ENV_DATA_DIR, str(tmp_path / "env"))
+    monkeypatch.setenv(sources.ENV_DATA_DIR, str(tmp_path / "env"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="--data_dir=.*empty holds none of the IDX files"):
-        data.find_local_dir("mnist", str(tmp_path / "empty"))
+        sources.find_local_dir("mnist", str(tmp_path / "empty"))
 
 
 def test_search_order_is_data_dir_then_environment_then_system(tmp_path, monkeypatch):
     explicit = write_dataset(tmp_path / "explicit", 10, 10)
     from_env = write_dataset(tmp_path / "env" / "fashion_mnist", 10, 10)
     system = write_dataset(tmp_path / "system", 10, 10)
-    monkeypatch.setitem(data.SYSTEM_DIRS, "fashion_mnist", (system,))
-    monkeypatch.setenv(data.ENV_DATA_DIR, str(tmp_path / "env"))
-    assert data.find_local_dir("fashion_mnist", explicit) == explicit
-    assert data.find_local_dir("fashion_mnist") == from_env
-    monkeypatch.delenv(data.ENV_DATA_DIR)
-    assert data.find_local_dir("fashion_mnist") == system
+    monkeypatch.setitem(sources.SYSTEM_DIRS, "fashion_mnist", (system,))
+    monkeypatch.setenv(sources.ENV_DATA_DIR, str(tmp_path / "env"))
+    assert sources.find_local_dir("fashion_mnist", explicit) == explicit
+    assert sources.find_local_dir("fashion_mnist") == from_env
+    monkeypatch.delenv(sources.ENV_DATA_DIR)
+    assert sources.find_local_dir("fashion_mnist") == system
 
 
 def test_data_dir_may_hold_a_dataset_sub_folder(tmp_path):
     nested = write_dataset(tmp_path / "mnist", 10, 10)
-    assert data.find_local_dir("mnist", str(tmp_path)) == nested
+    assert sources.find_local_dir("mnist", str(tmp_path)) == nested
 
 
 @pytest.mark.parametrize("name, proxy_variable, url", [
@@ -129,15 +130,15 @@ def test_data_dir_may_hold_a_dataset_sub_folder(tmp_path):
 ])
 def test_offline_without_local_files_fails_fast_listing_every_place(
         name, proxy_variable, url, tmp_path, monkeypatch):
-    monkeypatch.setenv(data.ENV_DATA_DIR, str(tmp_path / "nothing_here"))
-    monkeypatch.setitem(data.SYSTEM_DIRS, name, (str(tmp_path / "no_system_dir"),))
+    monkeypatch.setenv(sources.ENV_DATA_DIR, str(tmp_path / "nothing_here"))
+    monkeypatch.setitem(sources.SYSTEM_DIRS, name, (str(tmp_path / "no_system_dir"),))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
-    monkeypatch.setattr(data, "TFDS_DATA_DIR", str(tmp_path / "tfds"))
+    monkeypatch.setattr(sources, "TFDS_DATA_DIR", str(tmp_path / "tfds"))
     # A proxy that refuses every connection stands in for a machine without a network.
     monkeypatch.setenv(proxy_variable, "http://127.0.0.1:9")
     start = time.monotonic()
     with pytest.raises(DataError) as error:
-        data.load_dataset(name)
+        sources.load_dataset(name)
     assert time.monotonic() - start < 30
     message = str(error.value)
     assert "no network" in message and "\n" not in message and url in message
@@ -151,7 +152,7 @@ def _take(dataset, count):
 
 
 def test_train_pipeline_yields_uint8_batches_that_convert_to_the_unit_range(folder):
-    split = data.read_split(folder, "train")
+    split = sources.read_split(folder, "train")
     images, labels = next(iter(pipelines.train_pipeline(split, batch_size=8, seed=0)))
     assert images.shape == (8, 28, 28, 1) and images.dtype == tf.uint8
     assert labels.dtype == tf.int32
@@ -163,7 +164,7 @@ def test_train_pipeline_yields_uint8_batches_that_convert_to_the_unit_range(fold
 
 
 def test_train_pipeline_visits_every_example_once_per_pass_with_labels_attached(folder):
-    split = data.read_split(folder, "train")
+    split = sources.read_split(folder, "train")
     # 30 examples: 8+8+8+6
     batches = _take(pipelines.train_pipeline(split, batch_size=8, seed=3), 4)
     images = np.concatenate([b[0] for b in batches])
@@ -176,7 +177,7 @@ def test_train_pipeline_visits_every_example_once_per_pass_with_labels_attached(
 
 
 def test_train_pipeline_order_depends_only_on_seed_and_position(folder):
-    split = data.read_split(folder, "train")
+    split = sources.read_split(folder, "train")
     first = _take(pipelines.train_pipeline(split, batch_size=7, seed=5), 12)
     again = _take(pipelines.train_pipeline(split, batch_size=7, seed=5), 12)
     resumed = _take(pipelines.train_pipeline(split, batch_size=7, seed=5, start_batch=7), 5)
@@ -192,7 +193,7 @@ def test_train_pipeline_order_depends_only_on_seed_and_position(folder):
 
 
 def test_eval_pipeline_keeps_order_and_covers_the_split(folder):
-    split = data.read_split(folder, "test")
+    split = sources.read_split(folder, "test")
     batches = _take(pipelines.eval_pipeline(split, batch_size=6), 100)
     np.testing.assert_array_equal(np.concatenate([b[1] for b in batches]), split.labels)
     assert [len(b[1]) for b in batches] == [6, 6, 6, 2]
@@ -200,7 +201,7 @@ def test_eval_pipeline_keeps_order_and_covers_the_split(folder):
 
 @pytest.mark.realdata
 def test_real_fashion_mnist_has_the_published_counts():
-    dataset = data.load_dataset("fashion_mnist", real_data_dir("fashion_mnist"))
+    dataset = sources.load_dataset("fashion_mnist", real_data_dir("fashion_mnist"))
     assert (len(dataset.train), len(dataset.test)) == (60000, 10000)
     assert np.bincount(dataset.test.labels).tolist() == [1000] * 10
     assert dataset.class_names[9] == "Ankle boot"
@@ -209,25 +210,25 @@ def test_real_fashion_mnist_has_the_published_counts():
 @pytest.mark.realdata
 def test_real_mnist_counts_come_from_the_headers(tmp_path):
     folder = real_data_dir("mnist")
-    dataset = data.load_dataset("mnist", folder)
+    dataset = sources.load_dataset("mnist", folder)
     # The offline copy holds 5,000 training digits; a full copy holds 60,000.
     assert len(dataset.train) in (5000, 60000) and len(dataset.test) == 10000
     copy = shutil.copytree(folder, tmp_path / "mnist")
-    assert data.load_dataset("mnist", str(copy)).source == str(copy)
+    assert sources.load_dataset("mnist", str(copy)).source == str(copy)
 
 
 def test_offline_message_says_when_the_environment_variable_is_unset(tmp_path, monkeypatch):
-    monkeypatch.delenv(data.ENV_DATA_DIR, raising=False)
-    monkeypatch.setitem(data.SYSTEM_DIRS, "mnist", ())
-    monkeypatch.setattr(data, "TFDS_DATA_DIR", str(tmp_path / "tfds"))
+    monkeypatch.delenv(sources.ENV_DATA_DIR, raising=False)
+    monkeypatch.setitem(sources.SYSTEM_DIRS, "mnist", ())
+    monkeypatch.setattr(sources, "TFDS_DATA_DIR", str(tmp_path / "tfds"))
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
     with pytest.raises(DataError, match=r"Looked in: \$VAE_TF_DATA_DIR \(not set\); "
                                         r"tensorflow-datasets cache"):
-        data.load_dataset("mnist")
+        sources.load_dataset("mnist")
 
 
 def test_static_binarization_draws_each_pixel_once_from_its_grey_value(folder):
-    split = data.read_split(folder, "train")
+    split = sources.read_split(folder, "train")
     binary = pipelines.binarize_split(split, seed=1)
     assert set(np.unique(binary.images)) <= {0, 255}
     np.testing.assert_array_equal(binary.labels, split.labels)
@@ -240,7 +241,7 @@ def test_static_binarization_draws_each_pixel_once_from_its_grey_value(folder):
 
 
 def test_dynamic_binarization_redraws_per_batch_and_resumes_exactly(folder):
-    split = data.read_split(folder, "train")
+    split = sources.read_split(folder, "train")
     stream = _take(pipelines.train_pipeline(split, 10, seed=2, binarize="dynamic"), 6)
     resumed = _take(pipelines.train_pipeline(split, 10, seed=2, start_batch=4,
                                              binarize="dynamic"), 2)
@@ -255,7 +256,7 @@ def test_dynamic_binarization_redraws_per_batch_and_resumes_exactly(folder):
 
 
 def test_float_images_scale_to_unit_range_with_a_channel(folder):
-    split = data.read_split(folder, "test")
+    split = sources.read_split(folder, "test")
     images = split.float_images(5)
     assert images.shape == (5, 28, 28, 1) and images.dtype == np.float32
     np.testing.assert_allclose(images * 255.0, split.images[:5], atol=1e-4)

@@ -227,7 +227,7 @@ def test_thread_pools_are_set_before_tensorflow_starts_and_warned_about_after(ca
 
     import tensorflow as tf
 
-    from vae_tf import distribution
+    from vae_tf.run import distribution
     tf.constant(1.0) + 1.0  # this process's runtime has started
     current = tf.config.threading.get_intra_op_parallelism_threads()
     distribution.configure_threads(current, 0)  # what is already set needs no change

@@ -16,7 +16,8 @@ import pytest
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core.download import checksums
 
-from vae_tf import data, downloads, training
+from vae_tf.data import downloads, sources
+from vae_tf.run import training
 
 from conftest import FAST, parse_config, real_data_dir
 
@@ -84,11 +85,11 @@ def real_fashion_mnist():
 @pytest.fixture
 def nothing_local(tmp_path, monkeypatch):
     """No local copy anywhere: environment variable, system folders and Keras cache hidden."""
-    monkeypatch.delenv(data.ENV_DATA_DIR, raising=False)
+    monkeypatch.delenv(sources.ENV_DATA_DIR, raising=False)
     for name in ("mnist", "fashion_mnist"):
-        monkeypatch.setitem(data.SYSTEM_DIRS, name, ())
+        monkeypatch.setitem(sources.SYSTEM_DIRS, name, ())
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
-    monkeypatch.setattr(data, "TFDS_DATA_DIR", str(tmp_path / "tfds"))
+    monkeypatch.setattr(sources, "TFDS_DATA_DIR", str(tmp_path / "tfds"))
     for variable in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "http_proxy"):
         monkeypatch.delenv(variable, raising=False)
 
@@ -98,7 +99,7 @@ def test_the_probed_urls_are_the_ones_tfds_downloads():
     assert len(urls) == 4
     # tfds fetches Fashion-MNIST over plain http; probing https there found no network.
     assert all(url.startswith("http://") for url in urls)
-    assert {os.path.basename(url) for url in urls} == set(data._all_file_names())
+    assert {os.path.basename(url) for url in urls} == set(sources._all_file_names())
 
 
 def test_probe_goes_through_the_proxy_and_needs_a_success(tmp_path, fake_proxy, monkeypatch):
@@ -122,8 +123,8 @@ def test_keras_download_cache_is_searched(tmp_path, nothing_local, monkeypatch):
     from conftest import write_dataset
 
     cache = write_dataset(tmp_path / "keras_home" / "datasets" / "fashion-mnist", 10, 10)
-    assert data.find_local_dir("fashion_mnist") == cache
-    assert data.load_dataset("fashion_mnist").source == cache
+    assert sources.find_local_dir("fashion_mnist") == cache
+    assert sources.load_dataset("fashion_mnist").source == cache
 
 
 @pytest.mark.realdata
@@ -152,12 +153,12 @@ def test_online_path_downloads_prepares_and_trains_fashion_mnist(
 
     assert {url for method, url in requested if method == "GET"} == set(served)
     assert len(result.metrics) == 1 and np.isfinite(result.metrics[0]["val_loss"])
-    online = data.load_dataset("fashion_mnist")
+    online = sources.load_dataset("fashion_mnist")
     assert online.source.startswith("tensorflow-datasets")
     # tfds stores the examples in an order of its own: compare them as sorted sets.
     for split in ("train", "test"):
         assert _sorted_examples(getattr(online, split)) == _sorted_examples(
-            data.read_split(debian, split))
+            sources.read_split(debian, split))
 
 
 def _sorted_examples(split):

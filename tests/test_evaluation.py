@@ -11,7 +11,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vae_tf import checkpoints, data, evaluation, pipelines, priors, training
+from vae_tf.data import pipelines, sources
+from vae_tf.evaluation import elbo_iwae
+from vae_tf.model import priors
+from vae_tf.run import checkpoints, training
 
 from conftest import REPO_ROOT, parse_config
 
@@ -50,7 +53,7 @@ def _data(count=20):
 
 
 def _estimate(x, encode, num_samples, chunk=500, seed=0):
-    return evaluation.importance_weighted_log_likelihood(
+    return elbo_iwae.importance_weighted_log_likelihood(
         encode, _log_likelihood_fn, tf.constant(x), num_samples, chunk, seed).numpy()
 
 
@@ -91,7 +94,7 @@ def test_a_flow_of_the_draws_is_weighed_by_its_jacobian():
         return z * scale.astype(np.float32) + shift.astype(np.float32), log_det
 
     def estimate(num_samples, transform_fn):
-        return evaluation.importance_weighted_log_likelihood(
+        return elbo_iwae.importance_weighted_log_likelihood(
             lambda inputs: base, _log_likelihood_fn, tf.constant(x), num_samples, 500, 0,
             transform_fn).numpy()
 
@@ -116,7 +119,7 @@ def test_chunks_in_a_loop_and_a_remainder_draw_what_one_pass_over_their_samples_
                    - 0.5 * np.sum(z ** 2 - epsilon ** 2 - log_var, axis=-1))
     expected = np.logaddexp.reduce(log_weights.astype(np.float64), axis=0) - math.log(1200)
     for run in (lambda f: f(), lambda f: tf.function(f)()):  # eagerly and traced
-        estimate = run(lambda: evaluation.importance_weighted_log_likelihood(
+        estimate = run(lambda: elbo_iwae.importance_weighted_log_likelihood(
             encode, _log_likelihood_fn, tf.constant(x), 1200, 500, 7))
         np.testing.assert_allclose(estimate.numpy(), expected, rtol=0, atol=1e-3)
 
@@ -165,7 +168,7 @@ def trained(tiny_data_dir, tmp_path_factory):
 
 
 def test_evaluate_run_reports_consistent_bounds_and_writes_json(trained):
-    result = evaluation.evaluate_run(trained["plain"], num_samples=64, chunk_size=20,
+    result = elbo_iwae.evaluate_run(trained["plain"], num_samples=64, chunk_size=20,
                                      progress=False)
     stored = json.load(open(os.path.join(trained["plain"], "evaluation.json")))
     assert stored == pytest.approx(result)
@@ -181,10 +184,10 @@ def test_evaluate_run_reports_consistent_bounds_and_writes_json(trained):
 def test_auto_keeps_the_fastest_iwae_call_and_xla_draws_the_same_samples(
         trained, tmp_path, monkeypatch):
     monkeypatch.setenv("VAE_TF_CACHE_DIR", str(tmp_path / "cache"))  # nothing measured yet
-    result = evaluation.evaluate_run(trained["plain"], num_samples=64, progress=False,
+    result = elbo_iwae.evaluate_run(trained["plain"], num_samples=64, progress=False,
                                      judged=False)
     # The tiny test split has 60 images and K = 64: the shapes are clipped to those.
-    shapes = {(min(b, 60), min(c, 64)) for b, c in evaluation.IWAE_SHAPES}
+    shapes = {(min(b, 60), min(c, 64)) for b, c in elbo_iwae.IWAE_SHAPES}
     assert (result["iwae_batch_size"], result["iwae_chunk_size"]) in shapes
     (cached,) = (tmp_path / "cache" / "tuning").iterdir()
     trials = json.loads(cached.read_text())["trials"]
@@ -194,7 +197,7 @@ def test_auto_keeps_the_fastest_iwae_call_and_xla_draws_the_same_samples(
         [fastest[name] for name in ("batch_size", "chunk_size", "jit_compile")]
     assert result["evaluation_seconds"] > 0
     # Given values are kept, and nothing is measured.
-    given = evaluation.evaluate_run(trained["plain"], num_samples=64, batch_size=7,
+    given = elbo_iwae.evaluate_run(trained["plain"], num_samples=64, batch_size=7,
                                     chunk_size=5, jit_compile="false", progress=False,
                                     judged=False)
     assert (given["iwae_batch_size"], given["iwae_chunk_size"], given["iwae_how"]) == \
@@ -202,26 +205,26 @@ def test_auto_keeps_the_fastest_iwae_call_and_xla_draws_the_same_samples(
 
     # XLA changes the rounding, not the samples: the estimates agree closely.
     config, state = checkpoints.restore_trained(trained["plain"])
-    images = tf.constant(data.load_for(config).test.float_images(20))
-    estimates = [evaluation.iwae_function(state.model, config, 64, 16, jit)(
+    images = tf.constant(sources.load_for(config).test.float_images(20))
+    estimates = [elbo_iwae.iwae_function(state.model, config, 64, 16, jit)(
         images, tf.constant(3)).numpy() for jit in (False, True)]
     np.testing.assert_allclose(estimates[0], estimates[1], rtol=0, atol=1e-3)
 
 
 def test_auto_still_chooses_when_every_call_is_too_slow_to_time(trained, tmp_path, monkeypatch):
     monkeypatch.setenv("VAE_TF_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(evaluation, "IWAE_MAX_CALL_SECONDS", 0.0)  # every shape is "too slow"
-    result = evaluation.evaluate_run(trained["plain"], num_samples=64, progress=False,
+    monkeypatch.setattr(elbo_iwae, "IWAE_MAX_CALL_SECONDS", 0.0)  # every shape is "too slow"
+    result = elbo_iwae.evaluate_run(trained["plain"], num_samples=64, progress=False,
                                      judged=False, jit_compile="false")
     # Only the probed, smallest shape was timed, and it is the choice.
-    smallest = min({(min(b, 60), min(c, 64)) for b, c in evaluation.IWAE_SHAPES},
+    smallest = min({(min(b, 60), min(c, 64)) for b, c in elbo_iwae.IWAE_SHAPES},
                    key=lambda shape: shape[0] * shape[1])
     assert (result["iwae_batch_size"], result["iwae_chunk_size"]) == smallest
     assert np.isfinite(result["nll_iwae_nats"])
 
 
 def test_conditional_run_reports_classifier_metrics(trained):
-    result = evaluation.evaluate_run(trained["conditional"], num_examples=30, num_samples=8,
+    result = elbo_iwae.evaluate_run(trained["conditional"], num_examples=30, num_samples=8,
                                      progress=False)
     assert result["num_examples"] == 30 and result["binarize"] == "dynamic"
     assert 0.0 <= result["classifier_accuracy"] <= 1.0
@@ -249,7 +252,7 @@ def test_evaluate_command_prints_results_and_refuses_untrained_dirs(trained, tmp
 def test_the_elbo_of_evaluate_is_the_last_test_loss_of_training(trained):
     # Bernoulli, beta = 1, no warm-up: training's val_loss is the same -ELBO, its
     # reconstruction term from other noise draws; the KL term is analytic in both.
-    result = evaluation.evaluate_run(trained["plain"], num_samples=16, progress=False,
+    result = elbo_iwae.evaluate_run(trained["plain"], num_samples=16, progress=False,
                                      judged=False)
     with open(os.path.join(trained["plain"], "metrics.csv")) as stream:
         last = list(csv.DictReader(stream))[-1]
@@ -287,7 +290,7 @@ def _numpy_mixture_log_prob(z, means, log_vars):
 
 
 def _numpy_iwae(model, config, images, num_samples, chunk_size, seed=0):
-    """An importance-weighted estimate of log p(x) written apart from vae_tf.evaluation.
+    """An importance-weighted estimate of log p(x) written apart from vae_tf.evaluation.elbo_iwae.
 
     It uses the model's encoder, decoder and classifier as layers, and NumPy for
     the densities, the conditioning and the log-mean-exp. The noise is the
@@ -354,13 +357,14 @@ def _numpy_iwae(model, config, images, num_samples, chunk_size, seed=0):
                                   "hvae_vamp"])
 def test_the_iwae_of_each_likelihood_and_the_classifier_matches_an_independent_estimate(
         trained, name):
-    from vae_tf import checkpoints, data
+    from vae_tf.data import sources
+    from vae_tf.run import checkpoints
 
     config, state = checkpoints.restore_trained(trained[name])
-    dataset = data.load_dataset(config.dataset, config.data_dir)
+    dataset = sources.load_dataset(config.dataset, config.data_dir)
     test = pipelines.prepare_test_split(dataset.test, config.binarize)
     images, labels = test.float_images(12), test.labels[:12]
-    result = evaluation.evaluate_model(state.model, config, images, labels, num_samples=2000,
+    result = elbo_iwae.evaluate_model(state.model, config, images, labels, num_samples=2000,
                                        chunk_size=500, progress=False)
     independent = -_numpy_iwae(state.model, config, images, 2000, 500).mean()
     # The same noise, so the same number to float32 rounding (a few hundredths of a nat
@@ -378,11 +382,11 @@ def test_record_keeps_every_evaluation_and_points_evaluation_json_at_the_newest(
     model_dir = tmp_path / "run"
     model_dir.mkdir()
     costly = {"iw_samples": 5000, "nll_iwae_nats": 227.97, "epoch": 200}
-    # An evaluation.json written before evaluations/ existed.
+    # An elbo_iwae.json written before evaluations/ existed.
     (model_dir / "evaluation.json").write_text(json.dumps(costly))
     quick = {"iw_samples": 4, "nll_iwae_nats": 231.5, "epoch": 200}
-    evaluation.record(str(model_dir), quick)
-    evaluation.record(str(model_dir), quick)  # twice in the same second: both kept
+    elbo_iwae.record(str(model_dir), quick)
+    elbo_iwae.record(str(model_dir), quick)  # twice in the same second: both kept
     kept = {name: json.load(open(model_dir / "evaluations" / name))
             for name in os.listdir(model_dir / "evaluations")}
     assert sorted(name.rsplit("-K", 1)[1] for name in kept) == ["4-2.json", "4.json",

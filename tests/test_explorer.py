@@ -21,7 +21,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vae_tf import data, explorer, judge, training
+from vae_tf.data import sources
+from vae_tf.evaluation import judge
+from vae_tf.figures import explorer
+from vae_tf.run import training
 
 from conftest import REPO_ROOT, parse_config, real_data_dir
 
@@ -169,7 +172,7 @@ def test_a_slider_and_a_click_on_the_plane_show_the_saved_models_decode(name, ru
 
 @pytest.mark.realdata
 def test_the_class_picker_draws_the_class_the_independent_judge_sees(runs, served, browser):
-    mnist = data.load_dataset("mnist", real_data_dir("mnist"))
+    mnist = sources.load_dataset("mnist", real_data_dir("mnist"))
     grader = judge.load_or_train(mnist.train, mnist.test, "mnist", 10)
     page = _open(browser, served["mlp_cvae"].url)
     shown = []
@@ -264,7 +267,7 @@ def test_a_run_still_training_is_explored_at_its_newest_export(runs, tmp_path):
     """The lock of a live run (this test's own process holds it) and a page that still opens."""
     import shutil
 
-    from vae_tf import run_lock
+    from vae_tf.run import run_lock
 
     model_dir = tmp_path / "training"
     shutil.copytree(runs["mlp_cvae"], model_dir, symlinks=True)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vae_tf import exporting, training
 from vae_tf.errors import RunDirError
+from vae_tf.run import exporting, training
 
 from conftest import REPO_ROOT, SETTLED, parse_config
 
@@ -247,7 +247,7 @@ def test_the_tflite_decoder_matches_the_saved_model(exported, name, quantize, to
 
 
 def test_signatures_check_their_inputs_and_honour_labels_and_seeds(exported, tiny_data_dir):
-    from vae_tf import data
+    from vae_tf.data import sources
 
     conditional = exported["conditional"].model
     loaded = tf.saved_model.load(os.path.join(exported["conditional"].model_dir, "saved_model"))
@@ -273,7 +273,7 @@ def test_signatures_check_their_inputs_and_honour_labels_and_seeds(exported, tin
     np.testing.assert_allclose(three, conditional.decode(z, tf.fill([6], 3)).numpy(), atol=1e-5)
 
     # encode is the Keras model's encoder and classifier.
-    images = data.read_split(tiny_data_dir, "test").float_images(8)
+    images = sources.read_split(tiny_data_dir, "test").float_images(8)
     encoded = loaded.signatures["encode"](images=tf.constant(images))
     z_mean, z_log_var = conditional.encode(tf.constant(images))
     np.testing.assert_allclose(encoded["z_mean"].numpy(), z_mean.numpy(), atol=1e-5)
@@ -316,7 +316,8 @@ def test_an_interrupted_export_leaves_the_previous_one_whole(exported, monkeypat
 # as it starts and once as it ends); prints "finished" if the export ends before that.
 KILLED_EXPORT = textwrap.dedent("""
     import json, os, shutil, signal, sys
-    from vae_tf import checkpoints, compat, exporting
+    from vae_tf import compat
+    from vae_tf.run import checkpoints, exporting
     model_dir, version, kill_at = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     config, state = checkpoints.restore_trained(model_dir)
     events = {"armed": False, "count": 0}

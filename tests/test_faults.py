@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vae_tf import training
 from vae_tf.errors import Preempted, RunDirError
+from vae_tf.run import training
 
 from conftest import FAST, REPO_ROOT, SETTLED, parse_config
 
@@ -284,7 +284,7 @@ def test_other_models_killed_inside_an_epoch_resume_bit_for_bit(kind, tiny_data_
 
 
 def test_after_the_first_signal_a_second_one_ends_the_process_at_once():
-    from vae_tf import callbacks
+    from vae_tf.run import callbacks
 
     # What was installed before training (a pytest-xdist worker may have SIGINT ignored).
     before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}

@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from vae_tf import figures, training
+from vae_tf.figures import per_epoch
+from vae_tf.run import training
 
 from conftest import parse_config
 
@@ -51,7 +52,7 @@ def test_gifs_have_a_frame_per_epoch(conditional_run, name):
 
 
 def test_history_keeps_the_arrays_of_each_epoch(conditional_run):
-    history = figures.load_history(conditional_run)
+    history = per_epoch.load_history(conditional_run)
     assert sorted(history) == [1, 2]
     assert history[2]["manifold"].shape == (20, 20, 28, 28)
     assert history[2]["conditional"].shape == (10, 28, 28)
@@ -84,7 +85,7 @@ def test_events_hold_images_histograms_and_the_graph(conditional_run):
 def test_sprite_places_images_row_major():
     images = np.zeros((5, 28, 28), np.float32)
     images[3] = 1.0
-    sheet = figures.sprite(images)
+    sheet = per_epoch.sprite(images)
     assert sheet.shape == (3 * 28, 3 * 28) and sheet.dtype == np.uint8
     assert sheet[28:56, 0:28].min() == 255 and sheet[0:28, 28:56].max() == 0
 

@@ -75,7 +75,7 @@ def test_an_existing_model_dir_made_read_only_is_refused_and_left_alone(
 
 def test_a_disk_that_fills_up_stops_in_one_line_keeps_the_last_checkpoint_and_resumes(
         tiny_data_dir, tmp_path, mount_tmpfs):
-    from vae_tf import checkpoints
+    from vae_tf.run import checkpoints
 
     disk = tmp_path / "disk"
     mount_tmpfs(disk, "size=24m")

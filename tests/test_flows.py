@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vae_tf import flows
+from vae_tf.model import flows
 
 Z, H = 5, 7
 

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vae_tf import evaluation, hierarchy, losses
 from vae_tf.errors import ConfigError
-from vae_tf.models import build_vae
+from vae_tf.evaluation import elbo_iwae
+from vae_tf.model import hierarchy, losses
+from vae_tf.model.vae import build_vae
 
 from conftest import parse_config
 
@@ -85,7 +86,7 @@ def _estimate(model, inputs, num_samples, chunk_size=1000):
             z2, tf.constant(c.T, tf.float32))
         return losses.gaussian_log_density(x, mean, tf.fill([X], 2 * math.log(noise)))
 
-    return evaluation.importance_weighted_log_likelihood(
+    return elbo_iwae.importance_weighted_log_likelihood(
         encode_fn, log_likelihood_fn, tf.constant(inputs, tf.float32), num_samples, chunk_size,
         seed=3, transform_fn=ladder, log_prior_fn=log_prior_fn).numpy()
 
@@ -163,7 +164,7 @@ def test_impossible_two_layer_combinations_are_refused(flags):
 
 
 def test_the_export_of_a_two_layer_model_generates_from_its_top_down_prior():
-    from vae_tf import exporting
+    from vae_tf.run import exporting
 
     model = _hvae("vamp")
     functions = exporting.ServingFunctions(model)
@@ -179,7 +180,8 @@ def test_the_export_of_a_two_layer_model_generates_from_its_top_down_prior():
 
 
 def test_a_two_layer_run_trains_draws_its_figures_and_is_evaluated(tiny_data_dir, tmp_path):
-    from vae_tf import evaluation, training
+    from vae_tf.evaluation import elbo_iwae
+    from vae_tf.run import training
 
     result = training.train_and_evaluate(parse_config(
         "--arch=mlp", "--encoder_layers=16", "--decoder_layers=16", "--z_dim=1",
@@ -191,7 +193,7 @@ def test_a_two_layer_run_trains_draws_its_figures_and_is_evaluated(tiny_data_dir
     # z = [z1, z2] is two-dimensional, so the latent plane is drawn too.
     for name in ("samples_epoch_001.png", "manifold_epoch_001.png", "scatter_epoch_001.png"):
         assert name in figures
-    scores = evaluation.evaluate_run(result.model_dir, num_samples=8, chunk_size=8,
+    scores = elbo_iwae.evaluate_run(result.model_dir, num_samples=8, chunk_size=8,
                                      progress=False)
     assert scores["nll_iwae_nats"] <= -scores["elbo_nats"] + 1.0
     assert np.isfinite(scores["frechet_distance"])

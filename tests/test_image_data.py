@@ -16,8 +16,10 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from vae_tf import data, image_files, models, optimizers, pipelines, training
+from vae_tf.data import image_files, pipelines, sources
 from vae_tf.errors import ConfigError, DataError
+from vae_tf.model import vae
+from vae_tf.run import optimizers, training
 
 from conftest import SETTLED, parse_config, real_data_dir
 
@@ -34,7 +36,7 @@ def _folder_name(class_name: str) -> str:
 @pytest.fixture(scope="module")
 def fashion_folder(tmp_path_factory):
     """600 real Fashion-MNIST test images as PNGs, one folder per class; and their arrays."""
-    dataset = data.load_dataset("fashion_mnist", real_data_dir("fashion_mnist"))
+    dataset = sources.load_dataset("fashion_mnist", real_data_dir("fashion_mnist"))
     root = tmp_path_factory.mktemp("fashion_png")
     images, labels = dataset.test.images[:600], dataset.test.labels[:600]
     for index, (image, label) in enumerate(zip(images, labels)):
@@ -46,7 +48,7 @@ def fashion_folder(tmp_path_factory):
 
 def _tinted_digits(count: int, offset: int, seed: int):
     """MNIST test digits, padded to 32x32 and tinted with a random colour each: uint8 RGB."""
-    mnist = data.load_dataset("mnist", real_data_dir("mnist"))
+    mnist = sources.load_dataset("mnist", real_data_dir("mnist"))
     digits = mnist.test.images[offset:offset + count, ..., 0]
     colours = np.random.default_rng(seed).uniform(0.2, 1.0, size=(count, 1, 1, 3))
     padded = np.pad(digits, ((0, 0), (2, 2), (2, 2)))[..., np.newaxis]
@@ -88,7 +90,7 @@ def _colour_pixels(png_path) -> float:
 @pytest.mark.realdata
 def test_a_folder_of_class_folders_keeps_pixels_labels_and_class_names(fashion_folder):
     root, images, labels, class_names = fashion_folder
-    dataset = data.load_dataset(root, options=data.LoadOptions(test_fraction=0.25, seed=3))
+    dataset = sources.load_dataset(root, options=sources.LoadOptions(test_fraction=0.25, seed=3))
     assert dataset.image_shape == (28, 28, 1) and len(dataset.test) == 150
     assert dataset.class_names == tuple(sorted(_folder_name(name) for name in class_names))
     # Every image comes back with its own pixels under its own class's name.
@@ -97,9 +99,9 @@ def test_a_folder_of_class_folders_keeps_pixels_labels_and_class_names(fashion_f
         for image, label in zip(split.images, split.labels):
             assert _folder_name(by_pixels[image.tobytes()]) == dataset.class_names[label]
     # The split is the seed's: the same seed gives the same test images, another seed others.
-    again = data.load_dataset(root, options=data.LoadOptions(test_fraction=0.25, seed=3))
+    again = sources.load_dataset(root, options=sources.LoadOptions(test_fraction=0.25, seed=3))
     np.testing.assert_array_equal(again.test.images, dataset.test.images)
-    other = data.load_dataset(root, options=data.LoadOptions(test_fraction=0.25, seed=4))
+    other = sources.load_dataset(root, options=sources.LoadOptions(test_fraction=0.25, seed=4))
     assert not np.array_equal(other.test.images, dataset.test.images)
 
 
@@ -133,8 +135,8 @@ def test_each_architecture_trains_on_a_folder_exports_and_reloads(fashion_folder
 @pytest.mark.realdata
 def test_colour_pngs_and_npz_hold_the_same_images(colour_sets):
     folder, npz, (x_train, y_train, x_test, y_test) = colour_sets
-    from_npz = data.load_dataset(npz)
-    from_folder = data.load_dataset(folder)
+    from_npz = sources.load_dataset(npz)
+    from_folder = sources.load_dataset(folder)
     assert from_npz.image_shape == from_folder.image_shape == (32, 32, 3)
     np.testing.assert_array_equal(from_npz.train.images, x_train)
     np.testing.assert_array_equal(from_npz.test.labels, y_test)
@@ -170,15 +172,15 @@ def test_colour_runs_draw_colour_figures_and_decode_colour_images(colour_sets, k
 
 def test_the_conv_decoder_keeps_the_tutorial_layers_at_28x28_and_adapts_elsewhere():
     config = parse_config("--arch=conv")
-    tutorial = models.build_vae(config, 10, (28, 28, 1))
+    tutorial = vae.build_vae(config, 10, (28, 28, 1))
     assert tutorial.decoder.dense_output and tutorial.decoder.output_layer.units == 784
     for shape in ((32, 32, 3), (40, 24, 1), (64, 64, 3)):
-        model = models.build_vae(config, 10, shape)
+        model = vae.build_vae(config, 10, shape)
         assert model.decode(tf.zeros([2, config.z_dim])).shape == (2, *shape)
         assert not model.decoder.dense_output
         # The weights stay in the conv kernels: no dense layer of H*W*C outputs.
         assert model.decoder.count_params() < 200_000
-    mlp = models.build_vae(parse_config("--arch=mlp"), 10, (20, 30, 3))
+    mlp = vae.build_vae(parse_config("--arch=mlp"), 10, (20, 30, 3))
     assert mlp.reconstruct(tf.zeros([2, 20, 30, 3])).shape == (2, 20, 30, 3)
 
 
@@ -189,7 +191,7 @@ def test_a_flat_folder_trains_an_unlabelled_model_and_refuses_a_classifier(tmp_p
     for index in range(120):
         Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(
             folder / f"{index}.png")
-    dataset = data.load_dataset(str(folder))
+    dataset = sources.load_dataset(str(folder))
     assert not dataset.labelled and dataset.image_shape == (16, 16, 1)
     assert len(dataset.test) == 12 and len(dataset.train) == 108
     model_dir = str(tmp_path / "run")
@@ -213,11 +215,12 @@ def test_mixed_sizes_are_an_error_naming_two_files_unless_resized(tmp_path):
         size = (20, 20) if index % 2 else (24, 18)
         Image.fromarray(np.full(size[::-1], 40 * index, np.uint8)).save(folder / f"{index}.png")
     with pytest.raises(DataError) as error:
-        data.load_dataset(str(tmp_path / "mixed"), options=data.LoadOptions(test_fraction=0.5))
+        sources.load_dataset(str(tmp_path / "mixed"),
+                             options=sources.LoadOptions(test_fraction=0.5))
     message = str(error.value)
     assert "1.png: 20x20 pixels, but" in message and "0.png is 24x18" in message
     assert "--image_size" in message and "\n" not in message
-    resized = data.load_dataset(str(tmp_path / "mixed"), options=data.LoadOptions(
+    resized = sources.load_dataset(str(tmp_path / "mixed"), options=sources.LoadOptions(
         image_size=(12, 16), test_fraction=0.5))
     assert resized.image_shape == (12, 16, 1)
     # A uniform image stays uniform through the resize: its own grey value, not a blend.
@@ -236,8 +239,8 @@ def test_rgba_palette_and_16_bit_images_are_converted(tmp_path):
     Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).convert(
         "P", palette=Image.Palette.ADAPTIVE).save(folder / "palette.png")
     Image.fromarray(np.full((8, 8), 30, np.uint8)).save(folder / "grey.jpg", quality=100)
-    dataset = data.load_dataset(str(tmp_path / "modes"),
-                                options=data.LoadOptions(test_fraction=0.25))
+    dataset = sources.load_dataset(str(tmp_path / "modes"),
+                                options=sources.LoadOptions(test_fraction=0.25))
     assert dataset.image_shape == (8, 8, 3)  # one colour image makes the set colour
     images = {int(image[0, 0, 0]): image for image in
               np.concatenate([dataset.train.images, dataset.test.images])}
@@ -331,7 +334,7 @@ BAD_INPUTS = [_truncated, _not_an_image, _empty, _no_images, _npz_without_x_trai
 def test_each_bad_input_is_one_line_naming_the_file(make, tmp_path):
     path, expected = make(tmp_path)
     with pytest.raises(DataError) as error:
-        data.load_dataset(path)
+        sources.load_dataset(path)
     message = str(error.value)
     assert expected in message and "\n" not in message
     assert str(tmp_path) in message  # the full path, not only the file's name
@@ -370,8 +373,8 @@ def test_above_the_memory_budget_a_set_streams_and_feeds_the_same_batches(colour
                                                                           tmp_path):
     folder, npz, _ = colour_sets
     path = folder if kind == "folder" else npz  # x_train is 1.5 MB: above a 1 MB budget
-    held = data.load_dataset(path)
-    streamed = data.load_dataset(path, options=data.LoadOptions(memory_budget=2**20))
+    held = sources.load_dataset(path)
+    streamed = sources.load_dataset(path, options=sources.LoadOptions(memory_budget=2**20))
     assert streamed.train.streamed and not held.train.streamed
     assert isinstance(streamed.train.images,
                       image_files.ImageFiles if kind == "folder" else np.memmap)
@@ -420,9 +423,9 @@ PRESET_LOSSES = {
 def test_the_presets_losses_are_those_before_any_image_data(preset):
     config = parse_config(f"--preset={preset}")
     real_data_dir(config.dataset)
-    dataset = data.load_for(config)
+    dataset = sources.load_for(config)
     keras.utils.set_random_seed(config.seed)
-    model = models.build_vae(config, dataset.spec.num_classes, dataset.image_shape)
+    model = vae.build_vae(config, dataset.spec.num_classes, dataset.image_shape)
     model.compile(optimizer=optimizers.make_adam(config.learning_rate))
     batches = iter(pipelines.train_pipeline(dataset.train, config.batch_size, config.seed,
                                        binarize=config.binarize))
@@ -458,28 +461,28 @@ def test_a_tensorflow_datasets_name_loads_with_its_class_names(tmp_path, monkeyp
     _store_tfds_set(tmp_path, "vae_tf_shapes", {"train": (images[:30], labels[:30]),
                                                 "test": (images[30:], labels[30:])})
     _store_tfds_set(tmp_path, "vae_tf_shapes_train_only", {"train": (images, labels)})
-    monkeypatch.setattr(data, "TFDS_DATA_DIR", str(tmp_path))
-    dataset = data.load_dataset("vae_tf_shapes")
+    monkeypatch.setattr(sources, "TFDS_DATA_DIR", str(tmp_path))
+    dataset = sources.load_dataset("vae_tf_shapes")
     assert dataset.class_names == ("circle", "square", "star")
     assert dataset.image_shape == (12, 12, 3) and len(dataset.train) == 30
     assert sorted(map(bytes, dataset.test.images)) == sorted(map(bytes, images[30:]))
     # Without a test split, --test_fraction of the training split is held out.
-    only = data.load_dataset("vae_tf_shapes_train_only",
-                             options=data.LoadOptions(test_fraction=0.25))
+    only = sources.load_dataset("vae_tf_shapes_train_only",
+                             options=sources.LoadOptions(test_fraction=0.25))
     assert (len(only.train), len(only.test)) == (30, 10)
     # Resized on load like any other data.
-    small = data.load_dataset("vae_tf_shapes", options=data.LoadOptions(image_size=(8, 8)))
+    small = sources.load_dataset("vae_tf_shapes", options=sources.LoadOptions(image_size=(8, 8)))
     assert small.image_shape == (8, 8, 3)
     with pytest.raises(DataError, match="--dataset=no_such_set_anywhere: neither mnist"):
-        data.load_dataset("no_such_set_anywhere")
+        sources.load_dataset("no_such_set_anywhere")
 
 
 def test_a_tensorflow_datasets_name_offline_fails_fast_in_one_line(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "TFDS_DATA_DIR", str(tmp_path / "tfds"))
+    monkeypatch.setattr(sources, "TFDS_DATA_DIR", str(tmp_path / "tfds"))
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")  # refuses every connection
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
     with pytest.raises(DataError) as error:
-        data.load_dataset("kmnist")
+        sources.load_dataset("kmnist")
     message = str(error.value)
     assert message.startswith("kmnist not found and no network to download it")
     assert "--dataset=FOLDER" in message and "\n" not in message

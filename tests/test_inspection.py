@@ -4,14 +4,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vae_tf import inspection, models
 from vae_tf.config import Config
+from vae_tf.figures import inspection
+from vae_tf.model import vae
 
 
 def _model(z_dim=2, classifier_weight=0.0):
     config = Config(arch="mlp", z_dim=z_dim, encoder_layers=[16], decoder_layers=[16],
                     classifier_layers=[8], classifier_weight=classifier_weight).validate()
-    return models.build_vae(config, num_classes=10)
+    return vae.build_vae(config, num_classes=10)
 
 
 def _images(count, seed=0):

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vae_tf import data, judge
+from vae_tf.data import sources
+from vae_tf.evaluation import judge
 
 from conftest import real_data_dir
 
@@ -42,7 +43,7 @@ class _OneClassModel:
 @pytest.mark.realdata
 def test_the_judge_scores_test_images_as_their_class_and_a_one_class_model_near_chance(
         judge_cache):
-    dataset = data.load_dataset("mnist", real_data_dir("mnist"))
+    dataset = sources.load_dataset("mnist", real_data_dir("mnist"))
     grader = judge.load_or_train(dataset.train, dataset.test, "mnist", 10)
     assert grader.test_accuracy >= 0.95  # 5,000 training digits are enough for this net
     test_images = dataset.test.float_images()

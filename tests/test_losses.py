@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vae_tf import losses
+from vae_tf.model import losses
 
 
 def test_kl_of_unit_shifted_gaussian_over_ten_dimensions_is_five():

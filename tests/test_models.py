@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vae_tf import models, networks
 from vae_tf.config import Config
+from vae_tf.model import networks, vae
 
 from conftest import REPO_ROOT, make_images
 
@@ -36,7 +36,7 @@ def _small(arch, **overrides):
 
 def _compiled(config, learning_rate=1e-3):
     keras.utils.set_random_seed(config.seed)
-    model = models.build_vae(config, num_classes=10)
+    model = vae.build_vae(config, num_classes=10)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), jit_compile=False)
     return model
 
@@ -45,7 +45,7 @@ def _compiled(config, learning_rate=1e-3):
 def test_encoder_and_decoder_shapes(arch):
     config = _small(arch)
     images, _ = _batch()
-    encoder, decoder = models.ARCHITECTURES[arch](config, models.MNIST_IMAGE_SHAPE)
+    encoder, decoder = vae.ARCHITECTURES[arch](config, vae.MNIST_IMAGE_SHAPE)
     z_mean, z_log_var = encoder(images)
     assert z_mean.shape == z_log_var.shape == (BATCH, 3)
     assert z_mean.dtype == z_log_var.dtype == tf.float32
@@ -75,7 +75,7 @@ def test_conv_layers_follow_the_tutorial():
 @pytest.mark.parametrize("arch", ["mlp", "conv"])
 def test_classifier_and_conditional_decoder_shapes(arch):
     config = _small(arch, classifier_weight=1.0)
-    model = models.build_vae(config, num_classes=10)
+    model = vae.build_vae(config, num_classes=10)
     images, _ = _batch()
     outputs = model(images)
     assert outputs.class_logits.shape == (BATCH, 10)
@@ -89,7 +89,7 @@ def test_classifier_and_conditional_decoder_shapes(arch):
 
 
 def test_unconditional_model_has_no_classifier_outputs():
-    model = models.build_vae(_small("mlp"), num_classes=10)
+    model = vae.build_vae(_small("mlp"), num_classes=10)
     assert model(_batch()[0]).class_logits is None
     assert [m.name for m in model.metrics] == ["loss", "reconstruction_loss", "kl_loss"]
 
@@ -136,7 +136,7 @@ def test_one_training_step_changes_the_weights_with_finite_losses(
 
 def test_loss_is_reconstruction_plus_weighted_kl_and_classifier_terms():
     config = _small("mlp", classifier_weight=3.0, beta=0.5)
-    model = models.build_vae(config, num_classes=10)
+    model = vae.build_vae(config, num_classes=10)
     images, labels = _batch()
     terms = model.example_losses(images, labels, model(images))
     np.testing.assert_allclose(
@@ -162,9 +162,9 @@ def test_same_seed_gives_identical_training(arch):
 
 def test_different_seeds_give_different_weights():
     keras.utils.set_random_seed(1)
-    a = models.build_vae(_small("mlp", seed=1), 10)
+    a = vae.build_vae(_small("mlp", seed=1), 10)
     keras.utils.set_random_seed(2)
-    b = models.build_vae(_small("mlp", seed=2), 10)
+    b = vae.build_vae(_small("mlp", seed=2), 10)
     assert not np.array_equal(a.encoder.mean_head.kernel.numpy(),
                               b.encoder.mean_head.kernel.numpy())
 
@@ -193,7 +193,7 @@ def test_glu_layers_gate_one_half_of_a_dense_layer_with_the_other():
 def test_dense_dropout_drops_hidden_units_while_training_only():
     config = Config(arch="mlp", encoder_layers=[64], decoder_layers=[64], z_dim=2,
                     dense_dropout=0.5)
-    model = models.build_vae(config, num_classes=10)
+    model = vae.build_vae(config, num_classes=10)
     dropouts = [layer for part in (model.encoder, model.decoder) for layer in part.body
                 if isinstance(layer, keras.layers.Dropout)]
     assert [layer.rate for layer in dropouts] == [0.5, 0.5]
@@ -201,7 +201,7 @@ def test_dense_dropout_drops_hidden_units_while_training_only():
     inference = model.decoder(z, training=False)
     np.testing.assert_array_equal(inference, model.decoder(z, training=False))
     assert np.abs(model.decoder(z, training=True) - inference).max() > 1e-3
-    plain = models.build_vae(dataclasses.replace(config, dense_dropout=0.0), num_classes=10)
+    plain = vae.build_vae(dataclasses.replace(config, dense_dropout=0.0), num_classes=10)
     assert not any(isinstance(layer, keras.layers.Dropout) for layer in plain.decoder.body)
 
 
@@ -220,7 +220,7 @@ def test_a_flow_model_decodes_the_flow_of_its_draws_and_trains(arch, condition_o
                                                if condition_on else None, return_context=True)
     np.testing.assert_allclose(outputs.z_mean, z_mean, rtol=1e-5, atol=1e-6)
     terms = model.example_losses(images, labels, outputs)
-    from vae_tf import losses
+    from vae_tf.model import losses
     np.testing.assert_allclose(terms["kl_loss"], losses.flow_kl_divergence(
         outputs.z, outputs.z_log_var, outputs.flow_log_det), rtol=1e-5)
     # encode() gives the flow of the mean: what a deterministic reconstruction decodes.
@@ -245,7 +245,7 @@ def test_a_flow_and_a_context_head_come_together():
     encoder = networks.mlp_encoder(3, "log_var", [16], "relu", context_units=8)
     decoder = networks.mlp_decoder([16], "relu", (28, 28, 1))
     with pytest.raises(ValueError, match="a flow needs an encoder with a context head"):
-        models.VAE(encoder, decoder, "bernoulli")
+        vae.VAE(encoder, decoder, "bernoulli")
 
 
 def test_a_glu_mlp_vae_can_overfit_one_batch():
@@ -280,7 +280,7 @@ def test_mixed_precision_computes_hidden_layers_low_and_keeps_the_loss_float32(
     assert np.isfinite(last) and last < first, (first, last)
     # The layers made afterwards are float32 again: the policy was set only for this model.
     assert keras.layers.Dense(2).compute_dtype == "float32"
-    float32 = models.build_vae(_small(arch), 10)
+    float32 = vae.build_vae(_small(arch), 10)
     assert float32.encoder.body[1].compute_dtype == "float32"
 
 
@@ -293,7 +293,7 @@ def test_float16_training_scales_the_loss():
 
 def test_a_vae_builds_and_trains_from_explicit_arguments_without_a_config():
     keras.utils.set_random_seed(3)
-    model = models.VAE(networks.mlp_encoder(2, "softplus", [16], "relu"),
+    model = vae.VAE(networks.mlp_encoder(2, "softplus", [16], "relu"),
                        networks.mlp_decoder([16], "relu", (28, 28, 1)), "bernoulli")
     images, labels = _batch()
     model(images)
@@ -303,7 +303,7 @@ def test_a_vae_builds_and_trains_from_explicit_arguments_without_a_config():
     assert np.isfinite(history.history["loss"][0])
     assert all(not np.array_equal(b, w.numpy()) for b, w in zip(before, model.trainable_weights))
     with pytest.raises(ValueError, match="unknown likelihood 'poisson'"):
-        models.VAE(networks.mlp_encoder(2, "log_var", [4], "relu"),
+        vae.VAE(networks.mlp_encoder(2, "log_var", [4], "relu"),
                    networks.mlp_decoder([4], "relu", (28, 28, 1)),
                    "poisson")
 

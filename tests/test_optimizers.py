@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vae_tf.optimizers import FusedAdam, KerasAdam, load_average
+from vae_tf.run.optimizers import FusedAdam, KerasAdam, load_average
 
 
 def _train(optimizer, steps, seed=0):

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from vae_tf import plots
-from vae_tf.data import CLASS_NAMES
+from vae_tf.data.sources import CLASS_NAMES
+from vae_tf.figures import plots
 
 RNG = np.random.default_rng(0)
 NAMES = CLASS_NAMES["fashion_mnist"]

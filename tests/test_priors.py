@@ -7,9 +7,9 @@ import pytest
 import tensorflow as tf
 from test_evaluation import _numpy_mixture_log_prob
 
-from vae_tf import priors
 from vae_tf.errors import ConfigError
-from vae_tf.models import build_vae
+from vae_tf.model import priors
+from vae_tf.model.vae import build_vae
 
 from conftest import parse_config
 
@@ -71,7 +71,7 @@ def test_samples_of_the_vamp_prior_have_the_mixtures_mean_and_covariance():
 
 
 def test_a_vamp_model_samples_its_own_prior_and_its_export_generates_from_it(tmp_path):
-    from vae_tf import exporting
+    from vae_tf.run import exporting
 
     model = _vamp_model(components=3, z_dim=2)
     z = model.sample_prior(5, 11)
@@ -86,7 +86,7 @@ def test_a_vamp_model_samples_its_own_prior_and_its_export_generates_from_it(tmp
 
 
 def test_the_vamp_model_trains_its_pseudo_inputs(tiny_data_dir, tmp_path):
-    from vae_tf import training
+    from vae_tf.run import training
 
     result = training.train_and_evaluate(parse_config(
         "--arch=mlp", "--encoder_layers=16", "--decoder_layers=16", "--z_dim=2",

@@ -10,8 +10,10 @@ import pytest
 import tensorflow as tf
 
 import vae_tf
-from vae_tf import evaluation, exporting, models, optimizers
 from vae_tf.errors import ConfigError, RunDirError
+from vae_tf.evaluation import elbo_iwae
+from vae_tf.model import vae
+from vae_tf.run import exporting, optimizers
 
 from conftest import FAST, REPO_ROOT, parse_config
 
@@ -39,7 +41,7 @@ def _batch(count=48):
 def _trained(args):
     config = parse_config(*SMALL, *args)
     keras.utils.set_random_seed(0)
-    model = models.build_vae(config, 10)
+    model = vae.build_vae(config, 10)
     model.compile(optimizer=optimizers.make_adam(1e-3, config.ema_momentum))
     images, labels = _batch()
     model.fit(images, labels, batch_size=16, epochs=1, verbose=0, shuffle=False)
@@ -142,7 +144,7 @@ def test_the_python_api_trains_loads_and_scores_as_the_commands_do(tiny_data_dir
     np.testing.assert_array_equal(loaded.encode(images)[0], model.encode(images)[0])
     # The per-image IWAE is what evaluate averages, with the same draws.
     log_px = loaded.log_likelihood(images, num_samples=30, batch_size=10)
-    scores = evaluation.evaluate_model(loaded, config, test.float_images(20), test.labels[:20],
+    scores = elbo_iwae.evaluate_model(loaded, config, test.float_images(20), test.labels[:20],
                                        num_samples=30, batch_size=10, chunk_size=30,
                                        progress=False)
     assert log_px.shape == (20,)
@@ -154,7 +156,7 @@ def test_the_python_api_trains_loads_and_scores_as_the_commands_do(tiny_data_dir
 
 
 def test_export_writes_a_keras_file_beside_the_run_without_replacing_one(tiny_args, tmp_path):
-    from vae_tf import training
+    from vae_tf.run import training
 
     config = parse_config(*FAST, *tiny_args, "--epochs=1")
     training.train_and_evaluate(config)

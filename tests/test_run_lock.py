@@ -10,8 +10,9 @@ import time
 
 import pytest
 
-from vae_tf import evaluation, run_lock, training
 from vae_tf.errors import RunDirError
+from vae_tf.evaluation import elbo_iwae
+from vae_tf.run import run_lock, training
 
 from conftest import FAST, REPO_ROOT, parse_config
 
@@ -71,7 +72,7 @@ def test_a_lock_from_another_host_is_respected_but_readers_need_none(tiny_args):
     with pytest.raises(RunDirError, match="process 1 on another-host"):
         training.train_and_evaluate(parse_config(*FAST, *tiny_args, "--epochs=2"))
     # evaluate reads the newest checkpoint while the folder is locked.
-    result = evaluation.evaluate_run(model_dir, num_samples=4, progress=False, judged=False)
+    result = elbo_iwae.evaluate_run(model_dir, num_samples=4, progress=False, judged=False)
     assert result["epoch"] == 1
 
 
@@ -79,7 +80,7 @@ def test_a_lock_from_another_host_is_respected_but_readers_need_none(tiny_args):
 # and holds it until the others have tried.
 CONTENDER = """
 import sys, time
-from vae_tf import run_lock
+from vae_tf.run import run_lock
 from vae_tf.errors import RunDirError
 print("ready", flush=True)
 for line in sys.stdin:  # one round per line: the folder, and when to try

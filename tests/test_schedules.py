@@ -2,8 +2,8 @@
 
 import pytest
 
-from vae_tf import schedules
 from vae_tf.errors import ConfigError
+from vae_tf.run import schedules
 
 from conftest import parse_config
 

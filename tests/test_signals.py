@@ -18,7 +18,7 @@ import time
 import pytest
 import tensorflow as tf
 
-from vae_tf import checkpoints, training
+from vae_tf.run import checkpoints, training
 
 from conftest import FAST, REPO_ROOT, parse_config
 

@@ -10,8 +10,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from vae_tf import run_dir, training
 from vae_tf.errors import ConfigError, RunDirError
+from vae_tf.run import run_dir, training
 
 from conftest import FAST, FLAGFILES, parse_config, real_data_dir
 
@@ -279,7 +279,7 @@ def test_real_fashion_mnist_test_loss_falls(tmp_path):
 
 
 def test_a_run_checkpointed_before_in_epoch_checkpoints_existed_resumes(tiny_args):
-    from vae_tf import checkpoints
+    from vae_tf.run import checkpoints
 
     config = parse_config(*FAST, *tiny_args, "--epochs=1")
     training.train_and_evaluate(config)
@@ -307,7 +307,7 @@ def test_weight_averaging_scores_and_ships_the_average_but_trains_on_the_raw_wei
         tiny_args):
     import keras
 
-    from vae_tf import checkpoints
+    from vae_tf.run import checkpoints
 
     class Snapshots(keras.callbacks.Callback):
         """The model's weights while it is scored on the test split, and at each epoch's end."""

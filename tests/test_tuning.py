@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from vae_tf import training, tuning
 from vae_tf.config import Config
 from vae_tf.errors import ConfigError
+from vae_tf.run import training, tuning
 
 from conftest import FAST, parse_config
 

@@ -6,9 +6,10 @@ import sys
 
 import pytest
 
-from vae_tf import training, visualization
 from vae_tf.errors import ConfigError, RunDirError
-from vae_tf.visualization import PLOTS
+from vae_tf.figures import visualization
+from vae_tf.figures.visualization import PLOTS
+from vae_tf.run import training
 
 from conftest import REPO_ROOT, SETTLED, parse_config
 
@@ -85,12 +86,12 @@ def test_visualize_command_prints_the_paths_it_wrote(runs):
 
 
 def test_visualize_draws_the_figures_training_draws_with_the_same_titles(runs, tiny_data_dir):
-    from vae_tf import figures
+    from vae_tf.figures import per_epoch
 
     run = visualization.load_run(runs["conditional"])
-    fixed = figures.FixedInputs.from_split(run.dataset.test, run.dataset.class_names, seed=0)
-    arrays = figures.epoch_arrays(run.model, fixed)
-    trained = figures.epoch_figures(run.epoch, arrays, {run.epoch: arrays}, fixed, [])
+    fixed = per_epoch.FixedInputs.from_split(run.dataset.test, run.dataset.class_names, seed=0)
+    arrays = per_epoch.epoch_arrays(run.model, fixed)
+    trained = per_epoch.epoch_figures(run.epoch, arrays, {run.epoch: arrays}, fixed, [])
     for plot, name in (("reconstructions", "reconstructions_epoch_002.png"),
                        ("samples", "samples_epoch_002.png"),
                        ("scatter", "scatter_epoch_002.png"),

@@ -7,8 +7,8 @@
     model.save("cvae.keras")                      # reloads with keras.saving.load_model
     model = vae_tf.load("cvae.keras")             # or vae_tf.load("runs/cvae")
 
-The model is a `vae_tf.models.VAE`, a Keras model: `fit`, `evaluate`, `save` and
-`summary` work on it, and `vae_tf.inference` documents its NumPy methods. A run's
+The model is a `vae_tf.model.vae.VAE`, a Keras model: `fit`, `evaluate`, `save` and
+`summary` work on it, and `vae_tf.model.inference` documents its NumPy methods. A run's
 per-epoch numbers are `vae_tf.metrics(model_dir)`, and `vae_tf.figure(model_dir,
 "manifold")` draws what `python -m vae_tf.visualize --plot=manifold` draws, as a
 matplotlib Figure.
@@ -18,10 +18,11 @@ import os
 
 import keras
 
-from vae_tf import checkpoints, run_dir, training, visualization
 from vae_tf.config import Config
 from vae_tf.errors import ConfigError, RunDirError
-from vae_tf.models import VAE
+from vae_tf.figures import visualization
+from vae_tf.model.vae import VAE
+from vae_tf.run import checkpoints, run_dir, training
 
 KERAS_SUFFIX = ".keras"
 

@@ -40,7 +40,7 @@ def main(argv):
         if FLAGS[name].value < 1:
             raise ConfigError(f"--{name}={FLAGS[name].value} must be at least 1.")
     config = cli.config_from_flags()
-    from vae_tf import benchmarking
+    from vae_tf.evaluation import benchmarking
 
     for measurement in benchmarking.run(config, FLAGS.steps, FLAGS.repeats, FLAGS.synthetic,
                                         FLAGS.plain, FLAGS.profile_dir,

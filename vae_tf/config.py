@@ -13,21 +13,22 @@ import json
 import os
 from typing import Any
 
-from vae_tf import distribution, losses, models, networks, pipelines, priors, schedules
+from vae_tf.data import pipelines
 from vae_tf.errors import ConfigError
+from vae_tf.model import losses, networks, priors, vae
+from vae_tf.run import distribution, schedules
 
 # The allowed values of each choice come from the table that implements it.
-ARCHS = tuple(models.ARCHITECTURES)
+ARCHS = tuple(vae.ARCHITECTURES)
 SCALES = tuple(networks.SCALES)
 LIKELIHOODS = tuple(losses.LIKELIHOODS)
 BINARIZATIONS = pipelines.BINARIZATIONS
 STRATEGIES = tuple(distribution.STRATEGIES)
-PRECISIONS = tuple(models.DTYPE_POLICIES)
-CONDITIONS = models.CONDITIONS
+PRECISIONS = tuple(vae.DTYPE_POLICIES)
+CONDITIONS = vae.CONDITIONS
 ACTIVATIONS = ("sigmoid", "relu", "leaky_relu", "tanh", "elu", "softplus", "glu")
 
-
-# The values of a setting that a measurement may decide (`vae_tf.tuning`); as a flag,
+# The values of a setting that a measurement may decide (`vae_tf.run.tuning`); as a flag,
 # `--name` and `--noname` still mean true and false.
 AUTO_BOOL = ("auto", "true", "false")
 # An integer setting a measurement may decide: `auto` is stored as AUTO (0).

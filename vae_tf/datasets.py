@@ -6,8 +6,8 @@ tensorflow-datasets name; a folder of images; an `.npz`), returned as a `Dataset
 `float_images()` in [0, 1]) and `class_names`.
 """
 
-from vae_tf import data
-from vae_tf.datatypes import Dataset
+from vae_tf.data import sources
+from vae_tf.data.datatypes import Dataset
 
 
 def load(name_or_path: str, data_dir: str = "", image_size=None, test_fraction: float = 0.1,
@@ -15,6 +15,6 @@ def load(name_or_path: str, data_dir: str = "", image_size=None, test_fraction: 
     """The data set `--dataset=name_or_path` would train on (`image_size`: (height, width)
     to resize every image to; `test_fraction` and `seed`: the test split of a set without
     one)."""
-    options = data.LoadOptions(image_size=tuple(image_size) if image_size else None,
+    options = sources.LoadOptions(image_size=tuple(image_size) if image_size else None,
                                test_fraction=test_fraction, seed=seed)
-    return data.load_dataset(name_or_path, data_dir, options)
+    return sources.load_dataset(name_or_path, data_dir, options)

@@ -40,15 +40,15 @@ def main(argv):
         raise ConfigError(f"--iw_samples={FLAGS.iw_samples} must be at least 1.")
     if FLAGS.num_examples < 0:
         raise ConfigError(f"--num_examples={FLAGS.num_examples} must be 0 (all) or more.")
-    from vae_tf import evaluation
+    from vae_tf.evaluation import elbo_iwae
 
-    result = evaluation.evaluate_run(FLAGS.model_dir, FLAGS.num_examples, FLAGS.iw_samples,
+    result = elbo_iwae.evaluate_run(FLAGS.model_dir, FLAGS.num_examples, FLAGS.iw_samples,
                                      FLAGS.batch_size, FLAGS.chunk_size, FLAGS.data_dir,
                                      judged=FLAGS.judge, jit_compile=FLAGS.jit_compile,
                                      write=False)
     # Printed first, so that a folder that cannot be written loses nothing of the work.
     print(json.dumps(result, indent=2, sort_keys=True), flush=True)
-    path = evaluation.record(FLAGS.model_dir, result)
+    path = elbo_iwae.record(FLAGS.model_dir, result)
     print(f"vae_tf: wrote {path} and {os.path.join(FLAGS.model_dir, 'evaluation.json')}")
 
 

@@ -28,7 +28,7 @@ def main(argv):
         from vae_tf.errors import ConfigError
 
         raise ConfigError(f"--num_test_images={FLAGS.num_test_images} must be 0 or more.")
-    from vae_tf import explorer
+    from vae_tf.figures import explorer
 
     explorer.serve(FLAGS.model_dir, FLAGS.host, FLAGS.port, FLAGS.num_test_images)
 

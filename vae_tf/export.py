@@ -3,7 +3,7 @@
 `--format=saved_model` writes `<model_dir>/saved_model/<epoch>/` from the latest
 checkpoint, and points `saved_model/` at it; it loads with plain
 `tf.saved_model.load` and offers the `decode`, `encode` and `generate` signatures
-described in `vae_tf.exporting`. `--format=tflite` writes the decoder as
+described in `vae_tf.run.exporting`. `--format=tflite` writes the decoder as
 `<model_dir>/decoder.tflite` (`decoder_float16.tflite` or `decoder_int8.tflite`
 with `--quantize`). `--format=keras` writes `<model_dir>/vae-<epoch>.keras`.
 """
@@ -28,8 +28,8 @@ FLAGS = flags.FLAGS
 def main(argv):
     del argv  # cli.run rejects positional arguments
     cli.require_model_dir(FLAGS.model_dir)
-    from vae_tf import checkpoints, exporting
     from vae_tf.files import reporting_unwritable
+    from vae_tf.run import checkpoints, exporting
 
     config, state = checkpoints.restore_trained(FLAGS.model_dir)
     with reporting_unwritable(FLAGS.model_dir, "the new export (any earlier one is kept whole)"):

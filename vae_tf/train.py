@@ -16,7 +16,7 @@ cli.define_config_flags()
 def main(argv):
     del argv  # cli.run rejects positional arguments
     config = cli.config_from_flags()
-    from vae_tf import training
+    from vae_tf.run import training
 
     result = training.train_and_evaluate(config)
     if result.metrics:

@@ -7,8 +7,9 @@ takes `--model_dirs=A,B` instead, e.g. a run beside its `--beta=0` twin.
 
 from absl import flags
 
-from vae_tf import cli, visualization
+from vae_tf import cli
 from vae_tf.errors import ConfigError
+from vae_tf.figures import visualization
 
 PLOTS = visualization.PLOT_NAMES
 

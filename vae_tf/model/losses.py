@@ -40,7 +40,7 @@ def flow_kl_divergence(z, z_log_var, log_det):
     """KL(q(z|x) || N(0, I)) of a flow posterior, from one draw z [B, Z] -> [B].
 
     z = f(z_0) with z_0 = z_mean + exp(z_log_var / 2) * eps and log_det =
-    log |det df/dz_0| [B] (`vae_tf.flows`). log q(z|x) = log N(z_0; ...) - log_det,
+    log |det df/dz_0| [B] (`vae_tf.model.flows`). log q(z|x) = log N(z_0; ...) - log_det,
     and E[log N(z_0; z_mean, exp(z_log_var))] = -0.5 * sum(log 2 pi + z_log_var + 1)
     exactly (its eps^2 term carries no parameter), so only the flow is sampled:
 

@@ -17,25 +17,23 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from vae_tf import (
+from vae_tf import files, log
+from vae_tf.config import Config
+from vae_tf.data import pipelines, sources
+from vae_tf.errors import ConfigError, Preempted, RunDirError
+from vae_tf.figures import per_epoch
+from vae_tf.model.vae import VAE
+from vae_tf.run import (
     callbacks,
     checkpoints,
-    data,
     distribution,
     exporting,
-    figures,
-    files,
-    log,
     optimizers,
-    pipelines,
     run_dir,
     run_lock,
     schedules,
     tuning,
 )
-from vae_tf.config import Config
-from vae_tf.errors import ConfigError, Preempted, RunDirError
-from vae_tf.models import VAE
 
 
 @dataclasses.dataclass
@@ -55,7 +53,7 @@ def _epoch_callbacks(config, state, model_dir, dataset, test_split, chief: bool,
     `first_step` is the step inside the first epoch at which this call starts
     (a run resumed from an in-epoch checkpoint); `final` says whether the call
     ends the run, which writes the GIFs and the projector. `tuning_seconds`, the
-    time `vae_tf.tuning` spent measuring, counts in the first epoch's time.
+    time `vae_tf.run.tuning` spent measuring, counts in the first epoch's time.
     """
     # Order matters: the epoch is recorded everywhere before its checkpoint is saved, and
     # a signal is acted on after the checkpoints.
@@ -74,7 +72,7 @@ def _epoch_callbacks(config, state, model_dir, dataset, test_split, chief: bool,
         epoch_callbacks.append(callbacks.TensorBoardScalars(
             os.path.join(model_dir, run_dir.TENSORBOARD_DIR), config))
         if config.figures_every:
-            fixed = figures.FixedInputs.from_split(test_split, dataset.class_names,
+            fixed = per_epoch.FixedInputs.from_split(test_split, dataset.class_names,
                                                    config.seed)
             epoch_callbacks.append(callbacks.FigureWriter(
                 fixed, model_dir, os.path.join(model_dir, run_dir.TENSORBOARD_DIR),
@@ -127,8 +125,8 @@ def train_and_evaluate(config: Config, observers: tuple = ()) -> TrainResult:
     distribution.configure_threads(config.intra_op_threads, config.inter_op_threads)
     strategy = distribution.make_strategy(config.strategy)  # before any other TF op
     chief = distribution.is_chief(strategy)
-    dataset = data.load_for(config)
-    data.check_config(config, dataset)
+    dataset = sources.load_for(config)
+    sources.check_config(config, dataset)
     if config.batch_size > len(dataset.train):
         raise ConfigError(f"--batch_size={config.batch_size} is larger than the "
                           f"{len(dataset.train):,} images of the {config.dataset} training "

@@ -14,10 +14,12 @@ import json
 import os
 import time
 
-from vae_tf import data, log, run_lock
+from vae_tf import log
 from vae_tf.config import Config
+from vae_tf.data import sources
 from vae_tf.errors import RunDirError
 from vae_tf.files import write_text_atomically
+from vae_tf.run import run_lock
 
 CONFIG_FILE = "config.json"
 DATA_FILE = "data.json"  # the image shape and class names the model was built for
@@ -140,9 +142,9 @@ def load_data_spec(model_dir: str, dataset_name: str):
     """The DataSpec recorded in a run; MNIST's for runs recorded before data.json existed."""
     path = os.path.join(model_dir, DATA_FILE)
     if not os.path.isfile(path):
-        return data.mnist_spec(dataset_name)
+        return sources.mnist_spec(dataset_name)
     with open(path) as stream:
-        return data.DataSpec.from_dict(json.load(stream))
+        return sources.DataSpec.from_dict(json.load(stream))
 
 
 def load_config(model_dir: str) -> Config:

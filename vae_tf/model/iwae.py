@@ -16,8 +16,8 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from vae_tf import losses
-from vae_tf.networks import reparameterize
+from vae_tf.model import losses
+from vae_tf.model.networks import reparameterize
 
 
 def importance_weighted_log_likelihood(encode_fn, log_likelihood_fn, inputs, num_samples: int,

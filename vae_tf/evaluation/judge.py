@@ -26,8 +26,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vae_tf import files, image_files, log
-from vae_tf.data import Split
+from vae_tf import files, log
+from vae_tf.data import image_files
+from vae_tf.data.sources import Split
 from vae_tf.files import write_text_atomically
 
 FEATURES = 128  # width of the penultimate layer, the features of the Fréchet distance
@@ -166,7 +167,7 @@ def grade(model, judge: Judge, test_images: np.ndarray, train_images: np.ndarray
     floor compares the training images (as `floor_images` draws them) with the
     test images.
     """
-    from vae_tf import inspection
+    from vae_tf.figures import inspection
 
     generated = inspection.decode(model, inspection.model_prior_z(model, num_samples, seed),
                                   channels=True)

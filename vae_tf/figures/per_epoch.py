@@ -1,8 +1,8 @@
 """The figures of a run, written to `<model_dir>/figures/` and to TensorBoard.
 
 After an epoch, `write_epoch` computes the arrays behind every figure
-(`vae_tf.inspection`), keeps them in `figures/history/epoch_NNN.npz` so that
-figures spanning epochs survive a resumed run, and draws them (`vae_tf.plots`).
+(`vae_tf.figures.inspection`), keeps them in `figures/history/epoch_NNN.npz` so that
+figures spanning epochs survive a resumed run, and draws them (`vae_tf.figures.plots`).
 At the end of training `write_animations` turns the per-epoch history into
 GIFs, and `write_projector` lays out the TensorBoard projector of the test
 set's latent means. Epochs are numbered from 1 in every file name and title.
@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from vae_tf import inspection, plots
+from vae_tf.figures import inspection, plots
 from vae_tf.files import write_atomically
 
 FIGURES_DIR = "figures"

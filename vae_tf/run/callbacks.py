@@ -25,8 +25,11 @@ import time
 import keras
 import tensorflow as tf
 
-from vae_tf import compat, figures, inspection, log, losses, run_dir
+from vae_tf import compat, log
 from vae_tf.errors import Preempted, TrainingError
+from vae_tf.figures import inspection, per_epoch
+from vae_tf.model import losses
+from vae_tf.run import run_dir
 
 
 class KLWarmup(keras.callbacks.Callback):
@@ -287,7 +290,7 @@ class FigureWriter(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         # Earlier epochs' arrays, read once, so that a resumed run's figures span all epochs.
-        self.history = figures.load_history(self.model_dir)
+        self.history = per_epoch.load_history(self.model_dir)
 
     def on_train_batch_begin(self, batch, logs=None):
         if not self.graph_written and not self.tracing:
@@ -324,7 +327,7 @@ class FigureWriter(keras.callbacks.Callback):
         if due or completed == self.last_epoch:
             start = now
             self.last_figures = start
-            arrays = figures.record_epoch(self.model, self.fixed, completed, self.model_dir,
+            arrays = per_epoch.record_epoch(self.model, self.fixed, completed, self.model_dir,
                                           self.history)
             # This epoch's row is not in metrics.csv yet: the loss curves get it from `logs`.
             metrics = [row for row in run_dir.read_metrics(self.model_dir)
@@ -338,7 +341,7 @@ class FigureWriter(keras.callbacks.Callback):
         """Draws in the drawing thread; returns its seconds (read by the training thread
         from the future, so that no attribute is shared between the threads)."""
         start = time.perf_counter()
-        figures.draw_epoch(epoch, arrays, history, self.fixed, metrics, self.model_dir,
+        per_epoch.draw_epoch(epoch, arrays, history, self.fixed, metrics, self.model_dir,
                            self.writer)
         return time.perf_counter() - start
 
@@ -352,7 +355,7 @@ class FigureWriter(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         self._finish_drawings(wait=True)
         if self.final:
-            figures.write_animations(self.model_dir, self.fixed, self.history)
+            per_epoch.write_animations(self.model_dir, self.fixed, self.history)
             z_mean, _ = inspection.encode(self.model, self.fixed.test_images)
-            figures.write_projector(self.figures_log_dir, z_mean, self.fixed)
+            per_epoch.write_projector(self.figures_log_dir, z_mean, self.fixed)
         self.writer.close()

@@ -33,9 +33,12 @@ import time
 import keras
 import tensorflow as tf
 
-from vae_tf import files, log, models, optimizers, pipelines
+from vae_tf import files, log
 from vae_tf.config import AUTO
+from vae_tf.data import pipelines
 from vae_tf.files import write_text_atomically
+from vae_tf.model import vae
+from vae_tf.run import optimizers
 
 TUNING_FILE = "tuning.json"
 # How long one candidate's timed steps take, at least, after its warm-up.
@@ -124,7 +127,7 @@ def resolved(config, model_dir: str):
 def seconds_per_step(config, dataset, jit_compile: bool, steps_per_execution: int) -> float:
     """The fastest of TRIAL_REPEATS timings of training steps of the run's model."""
     keras.utils.set_random_seed(config.seed)
-    model = models.build_vae(config, dataset.spec.num_classes, dataset.image_shape)
+    model = vae.build_vae(config, dataset.spec.num_classes, dataset.image_shape)
     model.compile(optimizer=optimizers.make_adam(config.learning_rate), jit_compile=jit_compile,
                   steps_per_execution=steps_per_execution)
     iterator = iter(pipelines.train_pipeline(dataset.train, config.batch_size, config.seed,

@@ -28,9 +28,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vae_tf import compat, log, optimizers, run_dir, tuning
+from vae_tf import compat, log
 from vae_tf.errors import RunDirError, TrainingError
-from vae_tf.models import VAE, build_vae
+from vae_tf.model.vae import VAE, build_vae
+from vae_tf.run import optimizers, run_dir, tuning
 
 CHECKPOINT_DIR = "checkpoints"
 IN_EPOCH_DIR = "in_epoch"  # under CHECKPOINT_DIR
@@ -95,7 +96,7 @@ def restore_run(config, model_dir: str, spec=None, save_dir: str = None,
     spec = spec or run_dir.load_data_spec(model_dir, config.dataset)
     model = build_vae(config, spec.num_classes, spec.image_shape)
     optimizer = optimizers.make_adam(config.learning_rate, config.ema_momentum)
-    # --jit_compile=auto is decided when training starts (vae_tf.tuning) and recorded.
+    # --jit_compile=auto is decided when training starts (vae_tf.run.tuning) and recorded.
     jit_compile = tuning.resolved(config, model_dir).jit_compile == "true"
     model.compile(optimizer=optimizer, jit_compile=jit_compile,
                   steps_per_execution=config.steps_per_execution)

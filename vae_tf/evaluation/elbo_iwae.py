@@ -22,10 +22,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vae_tf import checkpoints, data, files, inspection, log, losses, pipelines, run_dir, tuning
+from vae_tf import files, log
 from vae_tf.config import AUTO
+from vae_tf.data import pipelines, sources
+from vae_tf.figures import inspection
 from vae_tf.files import write_text_atomically
-from vae_tf.iwae import importance_weighted_log_likelihood
+from vae_tf.model import losses
+from vae_tf.model.iwae import importance_weighted_log_likelihood
+from vae_tf.run import checkpoints, run_dir, tuning
 
 
 def model_functions(model, config):
@@ -82,7 +86,7 @@ def iwae_settings(model, config, spec, images: np.ndarray, num_samples: int,
 
     Settings given (not AUTO / "auto") are kept; the others are the fastest of the
     IWAE_SHAPES and of XLA on or off, timed on the first test images (cached per
-    machine and model like `vae_tf.tuning`). The shapes and XLA change the random
+    machine and model like `vae_tf.run.tuning`). The shapes and XLA change the random
     draws' grouping or the rounding, not the estimator.
     """
     given = {"batch_size": batch_size, "chunk_size": chunk_size, "jit_compile": jit_compile}
@@ -154,7 +158,7 @@ def evaluate_model(model, config, images: np.ndarray, labels: np.ndarray, num_sa
 def _classifier_metrics(model, images, labels, seed, per_class: int = 100) -> dict:
     """The model's own classifier: its test accuracy, and how often it assigns generated
     images to their class (self_class_agreement, which flatters the model: the classifier
-    trained with the decoder; `vae_tf.judge` grades from the outside)."""
+    trained with the decoder; `vae_tf.evaluation.judge` grades from the outside)."""
     predictions = np.concatenate([
         np.argmax(model.classifier(tf.constant(images[s:s + 1000]), training=False), axis=-1)
         for s in range(0, len(images), 1000)])
@@ -222,12 +226,12 @@ def evaluate_run(model_dir: str, num_examples: int = 0, num_samples: int = 5000,
     """Evaluates the latest checkpoint on the test split; with `write`, `record`s the result.
 
     `batch_size`, `chunk_size` and `jit_compile` of the IWAE estimate left at
-    AUTO / "auto" are measured (`iwae_settings`). With `judged`, `vae_tf.judge`
+    AUTO / "auto" are measured (`iwae_settings`). With `judged`, `vae_tf.evaluation.judge`
     also grades samples from the prior with a classifier trained apart from the
     VAE (trained once per data set, then cached).
     """
     config, state = checkpoints.restore_trained(model_dir)
-    dataset = data.load_for(config, data_dir)
+    dataset = sources.load_for(config, data_dir)
     test = pipelines.prepare_test_split(dataset.test, config.binarize)
     count = num_examples or len(test)
     images = test.float_images(count)
@@ -248,7 +252,7 @@ def evaluate_run(model_dir: str, num_examples: int = 0, num_samples: int = 5000,
     if judged and not dataset.labelled:
         log.info(f"judge: skipped, since {config.dataset} has no labels to train it on.")
     elif judged:
-        from vae_tf import judge
+        from vae_tf.evaluation import judge
 
         grader = judge.load_or_train(dataset.train, dataset.test, config.dataset,
                                      len(dataset.class_names))

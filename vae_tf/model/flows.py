@@ -96,7 +96,7 @@ class InverseAutoregressiveFlow(keras.layers.Layer):
 
     call(z_0 [..., B, Z], context [B, H]) -> (z_T [..., B, Z], log_det [..., B]),
     log_det = log |det dz_T/dz_0|, to be subtracted from log q(z_0|x). Leading
-    axes of z_0 (the importance samples of `vae_tf.evaluation`) broadcast
+    axes of z_0 (the importance samples of `vae_tf.evaluation.elbo_iwae`) broadcast
     against the context's batch axis.
     """
 

@@ -1,4 +1,4 @@
-"""The user's own images in a folder of PNG or JPEG files (`vae_tf.npz_files` reads .npz).
+"""The user's own images in a folder of PNG or JPEG files (`vae_tf.data.npz_files` reads .npz).
 
 A folder is read in one of three layouts:
 

@@ -29,8 +29,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 from PIL import Image
 
-from vae_tf import log, run_dir, run_lock
+from vae_tf import log
 from vae_tf.errors import ConfigError, RunDirError, VaeTfError
+from vae_tf.run import run_dir, run_lock
 
 PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "explorer.html")
 # The test images encoded for the scatter and the picker; more only crowd the plane.
@@ -86,12 +87,12 @@ class Explorer:
 
     def _test_images(self, count: int):
         """The run's first `count` test images, float [N, H, W, C]; none if unreadable here."""
-        from vae_tf import data
+        from vae_tf.data import sources
 
         empty = np.zeros((0, *self.description["image_shape"]), np.float32)
         try:
             config = run_dir.load_config(self.model_dir)
-            dataset = data.load_for(config)
+            dataset = sources.load_for(config)
         except (VaeTfError, OSError) as error:
             log.warning(f"no test images to show ({error}); the sliders and the prior still "
                         f"work.")

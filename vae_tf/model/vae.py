@@ -3,7 +3,7 @@
 z is drawn with the reparameterisation trick, z = z_mean + exp(z_log_var / 2) * eps,
 eps ~ N(0, I) (Kingma and Welling, 2014, arXiv:1312.6114), then, with a flow or a
 second stochastic layer, mapped on; the VAE minimises the negative ELBO of
-`vae_tf.losses`. The networks are `vae_tf.networks`'; the priors `vae_tf.priors`'.
+`vae_tf.model.losses`. The networks are `vae_tf.model.networks`'; the priors `vae_tf.model.priors`'.
 With an auxiliary classifier the model is conditional: the classifier's softmax is
 concatenated to z before decoding, and generating class k feeds the one-hot vector
 of k instead. docs/design.md shows how the parts fit.
@@ -16,10 +16,11 @@ from typing import NamedTuple, Optional
 import keras
 import tensorflow as tf
 
-from vae_tf import compat, hierarchy, losses, priors
-from vae_tf.flows import InverseAutoregressiveFlow
-from vae_tf.inference import InferenceMethods
-from vae_tf.networks import (
+from vae_tf import compat
+from vae_tf.model import hierarchy, losses, priors
+from vae_tf.model.flows import InverseAutoregressiveFlow
+from vae_tf.model.inference import InferenceMethods
+from vae_tf.model.networks import (
     Classifier,
     Decoder,
     Encoder,
@@ -68,12 +69,12 @@ class VAE(InferenceMethods, compat.SkipSymbolicBuildWhenBuilt, keras.Model):
     and an image without a label is encoded with the classifier's prediction,
     as in Kingma et al. (2014)'s M2.
 
-    With a `flow` (an inverse autoregressive flow, `vae_tf.flows`), z is the
+    With a `flow` (an inverse autoregressive flow, `vae_tf.model.flows`), z is the
     flow of the Gaussian draw, driven by the encoder's context head, and the KL
     term is estimated from that sample (`losses.flow_kl_divergence`).
 
     The `prior` is one of `priors.PRIORS` (N(0, I) when none is given). With a
-    `ladder` (`vae_tf.hierarchy`) the model has two stochastic layers: the
+    `ladder` (`vae_tf.model.hierarchy`) the model has two stochastic layers: the
     encoder's Gaussian is q(z2|x), the ladder adds q(z1|x, z2) and p(z1|z2), z
     is [z1, z2], and the prior is p(z2) p(z1|z2) with `prior` as p(z2).
     Every KL term but the closed forms of a Gaussian (or flow) posterior under
@@ -132,7 +133,7 @@ class VAE(InferenceMethods, compat.SkipSymbolicBuildWhenBuilt, keras.Model):
         """What `from_config` rebuilds the model from: the `Config`, classes and image shape
         that `build_vae` was given (saving to `.keras` needs it)."""
         if self.build_settings is None:
-            raise NotImplementedError("only a VAE made by vae_tf.models.build_vae (or "
+            raise NotImplementedError("only a VAE made by vae_tf.model.vae.build_vae (or "
                                       "vae_tf.train) saves to .keras; save the weights instead")
         return {**super().get_config(), "vae_tf": json.loads(self.build_settings)}
 
@@ -182,7 +183,7 @@ class VAE(InferenceMethods, compat.SkipSymbolicBuildWhenBuilt, keras.Model):
 
     def call(self, images, training=False, labels=None, noise=None) -> VAEOutputs:
         """One pass: q(z|x)'s draw, decoded. `noise` [B, Z] (N(0, I)) replaces the sampling
-        layer's own, for draws that must be repeatable (`vae_tf.evaluation`)."""
+        layer's own, for draws that must be repeatable (`vae_tf.evaluation.elbo_iwae`)."""
         if self.condition_on == "label":
             class_logits = self.classifier(images, training=training)
             condition = self._one_hot(labels, class_logits)

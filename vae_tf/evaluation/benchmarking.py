@@ -25,17 +25,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vae_tf import (
-    checkpoints,
-    compat,
-    data,
-    distribution,
-    evaluation,
-    models,
-    pipelines,
-    training,
-    tuning,
-)
+from vae_tf import compat
+from vae_tf.data import pipelines, sources
+from vae_tf.evaluation import elbo_iwae
+from vae_tf.model import vae
+from vae_tf.run import checkpoints, distribution, training, tuning
 
 FLOPS_METHOD = "counted from the traced graph of one training step (tf.profiler float_operation)"
 
@@ -129,7 +123,7 @@ def time_plain_training(config, dataset, steps: int, repeats: int, warmup: int =
     """
     config = dataclasses.replace(config, mixed_precision="none")
     keras.utils.set_random_seed(config.seed)
-    model = models.build_vae(config, dataset.spec.num_classes, dataset.image_shape)
+    model = vae.build_vae(config, dataset.spec.num_classes, dataset.image_shape)
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), jit_compile=False,
                   steps_per_execution=1)
     clock = _StepClock()
@@ -177,7 +171,7 @@ def _plain_fit(config, dataset, steps_per_epoch: int):
 
     def fit(epochs: int, clock):
         keras.utils.set_random_seed(config.seed)
-        model = models.build_vae(config, dataset.spec.num_classes, dataset.image_shape)
+        model = vae.build_vae(config, dataset.spec.num_classes, dataset.image_shape)
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), jit_compile=False,
                       steps_per_execution=1)
         model.fit(pipelines.train_pipeline(dataset.train, config.batch_size, config.seed,
@@ -236,7 +230,7 @@ def time_whole_epochs(config, dataset, scratch: str, epochs: int = WHOLE_EPOCHS)
 
 def _iwae_samples_per_second(model, config, images, iw_samples: int, batch: int, chunk: int,
                              jit_compile: bool) -> float:
-    estimate = evaluation.iwae_function(model, config, iw_samples, chunk, jit_compile)
+    estimate = elbo_iwae.iwae_function(model, config, iw_samples, chunk, jit_compile)
 
     def run():
         for start in range(0, len(images), batch):
@@ -248,7 +242,7 @@ def _iwae_samples_per_second(model, config, images, iw_samples: int, batch: int,
 
 def decoder_flops_per_sample(model, config, batch: int, chunk: int) -> float:
     """Float operations of the IWAE's log p(x|z) per importance sample, from its graph."""
-    _, log_likelihood_fn, _ = evaluation.model_functions(model, config)
+    _, log_likelihood_fn, _ = elbo_iwae.model_functions(model, config)
     spec = (tf.TensorSpec([batch, *model.image_shape], tf.float32),
             tf.TensorSpec([chunk, batch, model.z_dim], tf.float32))
     return _graph_flops(tf.function(log_likelihood_fn), spec) / (batch * chunk)
@@ -273,7 +267,7 @@ def time_evaluation(model, config, split, spec, peak: float, iw_samples: int = 5
     elbo_seconds = statistics.median(_timed(elbo, 3))
     images = split.float_images(iw_images)
     with contextlib.redirect_stdout(sys.stderr):  # its status line; standard output is JSON
-        settings = evaluation.iwae_settings(model, config, spec, images, iw_samples)
+        settings = elbo_iwae.iwae_settings(model, config, spec, images, iw_samples)
     batch, chunk = settings["batch_size"], settings["chunk_size"]
     tuned = _iwae_samples_per_second(model, config, images, iw_samples, batch, chunk,
                                      settings["jit_compile"] == "true")
@@ -344,7 +338,7 @@ def run(config, steps: int, repeats: int, synthetic: bool, plain: bool = True,
     distribution.configure_threads(config.intra_op_threads, config.inter_op_threads)
     peak = matmul_peak()
     yield peak
-    dataset = data.load_for(config)
+    dataset = sources.load_for(config)
     keras.utils.set_random_seed(config.seed)
     with tempfile.TemporaryDirectory() as scratch:  # no checkpoint is read or written
         # --jit_compile=auto decided as training decides it (and cached alike), without its

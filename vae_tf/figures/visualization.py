@@ -11,8 +11,10 @@ import os
 
 import numpy as np
 
-from vae_tf import checkpoints, data, figures, inspection, plots, run_dir
+from vae_tf.data import sources
 from vae_tf.errors import ConfigError
+from vae_tf.figures import inspection, per_epoch, plots
+from vae_tf.run import checkpoints, run_dir
 
 
 @dataclasses.dataclass
@@ -31,13 +33,13 @@ class LoadedRun:
     config: object
     model: object
     epoch: int
-    dataset: data.Dataset
+    dataset: sources.Dataset
 
 
 def load_run(model_dir: str, data_dir: str = "") -> LoadedRun:
     """The run's model restored from its newest checkpoint, with its data set."""
     config, state = checkpoints.restore_trained(model_dir)
-    dataset = data.load_for(config, data_dir)
+    dataset = sources.load_for(config, data_dir)
     return LoadedRun(model_dir, config, state.model, state.completed_epochs, dataset)
 
 
@@ -53,13 +55,13 @@ def _label(run: LoadedRun, options: PlotOptions):
 
 def _reconstructions(run: LoadedRun, options: PlotOptions):
     examples = _examples(run)
-    return figures.reconstructions_figure(run.epoch, inspection.displayable(examples),
+    return per_epoch.reconstructions_figure(run.epoch, inspection.displayable(examples),
                                           inspection.reconstructions(run.model, examples))
 
 
 def _samples(run: LoadedRun, options: PlotOptions):
-    return figures.samples_figure(
-        run.epoch, inspection.prior_samples(run.model, figures.NUM_SAMPLES, options.seed))
+    return per_epoch.samples_figure(
+        run.epoch, inspection.prior_samples(run.model, per_epoch.NUM_SAMPLES, options.seed))
 
 
 def _conditional(run: LoadedRun, options: PlotOptions):
@@ -76,7 +78,7 @@ def _conditional(run: LoadedRun, options: PlotOptions):
 
 def _scatter(run: LoadedRun, options: PlotOptions):
     z_mean, _ = inspection.encode(run.model, run.dataset.test.float_images())
-    return figures.scatter_figure(run.epoch, z_mean, run.dataset.test.labels,
+    return per_epoch.scatter_figure(run.epoch, z_mean, run.dataset.test.labels,
                                   run.dataset.class_names)
 
 
@@ -84,8 +86,8 @@ def _manifold(run: LoadedRun, options: PlotOptions):
     if run.model.z_dim != 2:
         raise ConfigError(f"--plot=manifold needs z_dim=2 and {run.model_dir} has "
                           f"z_dim={run.model.z_dim}; try --plot=traversal.")
-    values = plots.manifold_values(figures.MANIFOLD_SIZE)
-    return figures.manifold_figure(run.epoch,
+    values = plots.manifold_values(per_epoch.MANIFOLD_SIZE)
+    return per_epoch.manifold_figure(run.epoch,
                                    inspection.manifold(run.model, values, options.label))
 
 
@@ -161,7 +163,7 @@ def compare_runs(model_dirs: list, options: PlotOptions = None) -> list:
 
 
 def _write(figure, model_dir: str, name: str) -> str:
-    directory = os.path.join(model_dir, figures.FIGURES_DIR)
+    directory = os.path.join(model_dir, per_epoch.FIGURES_DIR)
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, name)
     figure.savefig(path, dpi=100)

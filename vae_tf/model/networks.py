@@ -88,7 +88,7 @@ class Encoder(keras.Model):
         # The heads stay float32 so the KL term is exact under mixed precision.
         self.mean_head = keras.layers.Dense(z_dim, dtype="float32", name="z_mean")
         self.scale_head = keras.layers.Dense(z_dim, dtype="float32", name="z_scale")
-        # The context h of an inverse autoregressive flow (`vae_tf.flows`), if any.
+        # The context h of an inverse autoregressive flow (`vae_tf.model.flows`), if any.
         self.context_head = (keras.layers.Dense(context_units, activation="elu",
                                                 dtype="float32", name="flow_context")
                              if context_units else None)

@@ -1,6 +1,6 @@
 """Using a trained VAE: encode, decode, reconstruct, generate and score images.
 
-`InferenceMethods` is a part of `vae_tf.models.VAE`. Its methods take TensorFlow
+`InferenceMethods` is a part of `vae_tf.model.vae.VAE`. Its methods take TensorFlow
 tensors and return tensors (so the SavedModel's signatures call them inside a
 `tf.function`), or, called eagerly with NumPy arrays, take uint8 pixels or floats in
 [0, 1] (a grey image may leave out its channel axis) and return NumPy arrays, after
@@ -16,7 +16,7 @@ import functools
 import numpy as np
 import tensorflow as tf
 
-from vae_tf import iwae, losses
+from vae_tf.model import iwae, losses
 
 NUMPY_BATCH = 1000  # images or latents per call when NumPy arrays are given
 
@@ -55,7 +55,7 @@ def takes_numpy(kind: str):
 
 
 class InferenceMethods:
-    """What a trained VAE does for its users (a mixin of `vae_tf.models.VAE`)."""
+    """What a trained VAE does for its users (a mixin of `vae_tf.model.vae.VAE`)."""
 
     def as_images(self, images) -> np.ndarray:
         """NumPy images as the model reads them: float32 [N, H, W, C] in [0, 1].
@@ -146,10 +146,10 @@ class InferenceMethods:
 
     def export(self, filepath, format="tf_saved_model", verbose=None, **kwargs):
         """Keras' `Model.export`: a SavedModel with vae_tf's `decode`, `encode`, `generate`
-        and `sample_prior` signatures (`vae_tf.exporting`), which TF Serving serves."""
+        and `sample_prior` signatures (`vae_tf.run.exporting`), which TF Serving serves."""
         if format != "tf_saved_model":
             return super().export(filepath, format=format, verbose=verbose, **kwargs)
-        from vae_tf import exporting  # exporting reads the model's methods
+        from vae_tf.run import exporting  # exporting reads the model's methods
 
         exporting.serving_archive(self).write_out(filepath, verbose=bool(verbose))
 

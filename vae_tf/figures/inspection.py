@@ -1,18 +1,18 @@
 """What the figures show, computed from a trained model as NumPy arrays.
 
 These functions run the model (reconstructions, prior samples, latent means,
-sweeps over the latent space) and return arrays for `vae_tf.plots` to draw.
+sweeps over the latent space) and return arrays for `vae_tf.figures.plots` to draw.
 Randomness comes from explicit seeds, so the same z is decoded at every epoch
 and figures of successive epochs can be compared image by image.
 
-Images come back as `vae_tf.plots` draws them: grey images as [..., H, W]
+Images come back as `vae_tf.figures.plots` draws them: grey images as [..., H, W]
 (their channel axis dropped), colour images as [..., H, W, 3].
 """
 
 import numpy as np
 import tensorflow as tf
 
-from vae_tf.models import VAE
+from vae_tf.model.vae import VAE
 
 # Examples shown per figure of an unlabelled data set, which has no classes to pick by.
 UNLABELLED_EXAMPLES = 10

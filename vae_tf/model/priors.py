@@ -22,7 +22,7 @@ import math
 import keras
 import tensorflow as tf
 
-from vae_tf import losses
+from vae_tf.model import losses
 
 PSEUDO_INPUT_MEAN, PSEUDO_INPUT_STD = 0.05, 0.01
 

@@ -38,9 +38,10 @@ import keras
 import tensorflow as tf
 
 import vae_tf
-from vae_tf import compat, run_dir
+from vae_tf import compat
 from vae_tf.errors import ConfigError, RunDirError
 from vae_tf.files import write_atomically
+from vae_tf.run import run_dir
 
 EXPORT_DIR = run_dir.EXPORT_DIR
 # In saved_model/: the one link naming the newest version, through which the rest point.

@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 
-from vae_tf import image_files
+from vae_tf.data import image_files
 
 
 @dataclasses.dataclass(frozen=True)

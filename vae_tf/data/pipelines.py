@@ -7,7 +7,7 @@ from disk when they are made; the compiled step converts them to floats.
 import numpy as np
 import tensorflow as tf
 
-from vae_tf.data import Split
+from vae_tf.data.sources import Split
 from vae_tf.pixels import as_float_images
 
 BINARIZATIONS = ("none", "dynamic", "static")

@@ -11,7 +11,7 @@ the second layer adds, q(z1|x, z2) and p(z1|z2), and the decoder reads z1 and
 z2 joined. The model's latent z is [z1, z2] (z1 first), 2 * z_dim wide.
 
 q(z1|x, z2) is written as an invertible map of a Gaussian draw, the same form as
-a flow posterior (`vae_tf.flows`): the base draw is [eps1, z2] with eps1 ~
+a flow posterior (`vae_tf.model.flows`): the base draw is [eps1, z2] with eps1 ~
 N(0, I) and z2 ~ q(z2|x), and
 
     z1 = mean1(x, z2) + exp(log_var1(x, z2) / 2) * eps1,   log |det| = sum(log_var1) / 2,
@@ -25,7 +25,7 @@ The log-variances of both Gaussians are clipped to [-6, 2], the paper's hardtanh
 import keras
 import tensorflow as tf
 
-from vae_tf import losses
+from vae_tf.model import losses
 
 LOG_VAR_RANGE = (-6.0, 2.0)
 

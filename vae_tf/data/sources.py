@@ -8,15 +8,15 @@
   Debian package `dataset-fashion-mnist` and in Keras' download cache; only
   when none holds the files does it ask tensorflow-datasets.
 - any other image data set of tensorflow-datasets (`kmnist`, `emnist/digits`,
-  `cifar10`...), which tfds downloads when its URLs answer (`vae_tf.downloads`);
+  `cifar10`...), which tfds downloads when its URLs answer (`vae_tf.data.downloads`);
   without a network it fails at once with a message listing every place searched.
-- a folder of images, or an `.npz` of arrays (`vae_tf.image_files`).
+- a folder of images, or an `.npz` of arrays (`vae_tf.data.image_files`).
 
 Every split is uint8 [N, H, W, C], C = 1 or 3, with int32 labels (all 0 for an
 unlabelled set, which has no class names). A data set larger than the memory
 budget (`--memory_budget_mb`) streams from disk: its splits hold an
 `image_files.ImageFiles` or a memory-mapped array instead of the images, and
-the pipelines (`vae_tf.pipelines`) read each batch when it is needed.
+the pipelines (`vae_tf.data.pipelines`) read each batch when it is needed.
 """
 
 import dataclasses
@@ -25,10 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from vae_tf import downloads, image_files, log, npz_files
-from vae_tf.datatypes import Dataset, DataSpec, Split
+from vae_tf import log
+from vae_tf.data import downloads, image_files, npz_files
+from vae_tf.data.datatypes import Dataset, DataSpec, Split
+from vae_tf.data.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
 from vae_tf.errors import ConfigError, DataError
-from vae_tf.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
 from vae_tf.pixels import MNIST_IMAGE_SHAPE
 
 # The shape of MNIST and Fashion-MNIST, and of runs recorded before vae_tf read other data.

@@ -1,0 +1,7 @@
+"""Scoring a trained VAE from the outside.
+
+- `elbo_iwae`: the test-set ELBO and importance-weighted log-likelihood,
+  written to `evaluation.json`.
+- `judge`: a classifier the VAE never trained with grades its samples.
+- `benchmarking`: throughput against this machine's limits.
+"""
