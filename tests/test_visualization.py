@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from vae_tf.errors import ConfigError, RunDirError
-from vae_tf.figures import visualization
+from vae_tf.figures import catalogue, inspection, per_epoch, plots, visualization
 from vae_tf.figures.visualization import PLOTS
 from vae_tf.run import training
 
@@ -86,8 +86,6 @@ def test_visualize_command_prints_the_paths_it_wrote(runs):
 
 
 def test_visualize_draws_the_figures_training_draws_with_the_same_titles(runs, tiny_data_dir):
-    from vae_tf.figures import per_epoch
-
     run = visualization.load_run(runs["conditional"])
     fixed = per_epoch.FixedInputs.from_split(run.dataset.test, run.dataset.class_names, seed=0)
     arrays = per_epoch.epoch_arrays(run.model, fixed)
@@ -102,3 +100,25 @@ def test_visualize_draws_the_figures_training_draws_with_the_same_titles(runs, t
 
 def _title(figure):
     return figure._suptitle.get_text() if figure._suptitle else figure.axes[0].get_title()
+
+
+def test_a_figure_added_to_the_catalogue_is_drawn_by_training_and_by_visualize(
+        runs, monkeypatch):
+    """One entry in `catalogue.CATALOGUE`, and nothing else, makes a new figure."""
+    def mean_reconstruction(model, inputs, options):
+        return {"mean": inspection.reconstructions(model, inputs.examples).mean(0)[None]}
+
+    def draw(epoch, arrays, inputs, options):
+        return plots.samples(arrays["mean"], title=f"Epoch {epoch}: the mean reconstruction")
+
+    monkeypatch.setitem(catalogue.CATALOGUE, "mean", catalogue.Figure(
+        catalogue.EPOCH, mean_reconstruction, draw, ("mean",), gif="mean.gif"))
+    run = visualization.load_run(runs["conditional"])
+    fixed = per_epoch.FixedInputs.from_split(run.dataset.test, run.dataset.class_names, seed=0)
+    arrays = per_epoch.epoch_arrays(run.model, fixed)
+    trained = per_epoch.epoch_figures(run.epoch, arrays, {run.epoch: arrays}, fixed, [])
+    assert _title(trained["mean_epoch_002.png"]) == "Epoch 2: the mean reconstruction"
+    [path] = visualization.plot_run(runs["conditional"], "mean")
+    assert path.endswith("mean_checkpoint_epoch_002.png") and os.path.isfile(path)
+    gifs = per_epoch.write_animations(str(run.model_dir), fixed, {1: arrays, 2: arrays})
+    assert os.path.join(run.model_dir, "figures", "mean.gif") in gifs

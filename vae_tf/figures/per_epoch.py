@@ -1,11 +1,13 @@
 """The figures of a run, written to `<model_dir>/figures/` and to TensorBoard.
 
-After an epoch, `write_epoch` computes the arrays behind every figure
-(`vae_tf.figures.inspection`), keeps them in `figures/history/epoch_NNN.npz` so that
-figures spanning epochs survive a resumed run, and draws them (`vae_tf.figures.plots`).
-At the end of training `write_animations` turns the per-epoch history into
-GIFs, and `write_projector` lays out the TensorBoard projector of the test
-set's latent means. Epochs are numbered from 1 in every file name and title.
+After an epoch, `write_epoch` computes the arrays behind the figures of
+`vae_tf.figures.catalogue` that training draws, keeps them in
+`figures/history/epoch_NNN.npz` so that figures spanning epochs survive a resumed
+run, and draws them. At the end of training `write_animations` turns the
+per-epoch history into GIFs, and `write_projector` lays out the TensorBoard
+projector of the test set's latent means. Epochs are numbered from 1 in every
+file name and title. This module is the one that writes figures' PNGs
+(`write_png`), GIFs and TensorBoard images.
 """
 
 import dataclasses
@@ -17,13 +19,12 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from vae_tf.figures import inspection, plots
+from vae_tf.figures import catalogue, inspection, plots
+from vae_tf.figures.catalogue import ACROSS_EPOCHS, EPOCH, PlotOptions
 from vae_tf.files import write_atomically
 
 FIGURES_DIR = "figures"
 HISTORY_DIR = os.path.join(FIGURES_DIR, "history")
-NUM_SAMPLES = 64
-MANIFOLD_SIZE = 20
 FRAME_DPI = 80
 SPRITE_MAX_PIXELS = 8192  # the projector's largest sprite sheet, per side
 MAX_TEST_BYTES = 200 * 2**20  # of test images held for the scatter and the projector
@@ -52,15 +53,10 @@ class FixedInputs:
 
 
 def epoch_arrays(model, fixed: FixedInputs) -> dict:
-    """Every array the figures of one epoch need."""
-    z_mean, z_log_var = inspection.encode(model, fixed.test_images)
-    arrays = {"reconstructions": inspection.reconstructions(model, fixed.examples),
-              "samples": inspection.prior_samples(model, NUM_SAMPLES, fixed.seed),
-              "z_mean": z_mean, "z_log_var": z_log_var}
-    if model.conditional:
-        arrays["conditional"] = inspection.conditional_row(model, fixed.seed)
-    if model.z_dim == 2:
-        arrays["manifold"] = inspection.manifold(model, plots.manifold_values(MANIFOLD_SIZE))
+    """Every array the figures of one epoch need (those of `catalogue.of_training`)."""
+    arrays, options = {}, PlotOptions(seed=fixed.seed)
+    for figure in catalogue.of_training(model).values():
+        arrays.update(figure.compute(model, fixed, options))
     return arrays
 
 
@@ -74,66 +70,22 @@ def load_history(model_dir: str) -> dict:
     return history
 
 
-def _save(figure, path: str) -> str:
+def write_png(figure, path: str) -> str:
+    """Saves a matplotlib Figure as a PNG; returns the path."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     figure.savefig(path, dpi=100)
     return path
-
-
-# One function per figure, used by training, `python -m vae_tf.visualize` and the notebooks,
-# so that a figure has the same title wherever it is drawn.
-
-
-def reconstructions_figure(epoch: int, originals, reconstructed):
-    """Test images above their reconstructions, each [N, H, W(, 3)]."""
-    return plots.reconstructions(originals, reconstructed,
-                                 title=f"Epoch {epoch}: test images (top) and reconstructions")
-
-
-def samples_figure(epoch: int, images):
-    """Decoded draws from the prior, [N, H, W(, 3)]."""
-    return plots.samples(images, title=f"Epoch {epoch}: samples from the prior")
-
-
-def scatter_figure(epoch: int, z_mean, labels, class_names, limits=None):
-    """The test set's latent means [N, Z], coloured by class (PCA when Z > 2)."""
-    return plots.latent_scatter(z_mean, labels, class_names, limits=limits,
-                                title=f"Epoch {epoch}: latent means of the test set")
-
-
-def manifold_figure(epoch: int, images):
-    """The decoded latent plane [S, S, H, W(, 3)] of `plots.manifold_values(MANIFOLD_SIZE)`."""
-    return plots.manifold(images, plots.manifold_values(MANIFOLD_SIZE),
-                          title=f"Epoch {epoch}: decoded latent plane")
-
-
-def conditional_by_epoch_figure(rows_by_epoch: dict, class_names):
-    """{epoch: one shared z decoded as every class [C, H, W(, 3)]}, one row per epoch."""
-    epochs = sorted(rows_by_epoch)
-    return plots.conditional_grid(np.stack([rows_by_epoch[e] for e in epochs]),
-                                  [f"epoch {e}" for e in epochs], class_names)
 
 
 def epoch_figures(epoch: int, arrays: dict, history: dict, fixed: FixedInputs,
                   metrics: list) -> dict:
     """{file name: Figure} of the figures to write after `epoch` (1-based)."""
-    originals = inspection.displayable(fixed.examples)
-    tag = f"epoch_{epoch:03d}"
-    figures = {
-        f"reconstructions_{tag}.png": reconstructions_figure(
-            epoch, originals, arrays["reconstructions"]),
-        "reconstructions_by_epoch.png": plots.reconstructions_by_epoch(
-            originals, {e: h["reconstructions"] for e, h in history.items()}),
-        f"samples_{tag}.png": samples_figure(epoch, arrays["samples"]),
-        f"scatter_{tag}.png": scatter_figure(epoch, arrays["z_mean"], fixed.test_labels,
-                                             fixed.class_names),
-    }
-    if metrics:
-        figures["losses.png"] = plots.loss_curves(metrics)
-    if "conditional" in arrays:
-        figures["conditional_by_epoch.png"] = conditional_by_epoch_figure(
-            {e: h["conditional"] for e, h in history.items()}, fixed.class_names)
-    if "manifold" in arrays:
-        figures[f"manifold_{tag}.png"] = manifold_figure(epoch, arrays["manifold"])
+    options, figures = PlotOptions(seed=fixed.seed), {}
+    for name, figure in catalogue.drawable(arrays).items():
+        if figure.when == EPOCH:
+            figures[f"{name}_epoch_{epoch:03d}.png"] = figure.draw(epoch, arrays, fixed, options)
+        elif (drawn := figure.draw(history, fixed, metrics)) is not None:
+            figures[f"{name}.png"] = drawn
     return figures
 
 
@@ -171,16 +123,16 @@ def draw_epoch(epoch: int, arrays: dict, history: dict, fixed: FixedInputs, metr
                model_dir: str, writer=None) -> list:
     """Draws and saves the figures of `epoch` from its arrays; returns their paths."""
     figures = epoch_figures(epoch, arrays, history, fixed, metrics)
-    paths = [_save(figure, os.path.join(model_dir, FIGURES_DIR, name))
+    paths = [write_png(figure, os.path.join(model_dir, FIGURES_DIR, name))
              for name, figure in figures.items()]
     if writer is not None:
         with writer.as_default():
-            for name, key in (("reconstructions", f"reconstructions_epoch_{epoch:03d}.png"),
-                              ("samples", f"samples_epoch_{epoch:03d}.png"),
-                              ("conditional", "conditional_by_epoch.png")):
-                if key in figures:
+            for name, figure in catalogue.drawable(arrays).items():
+                key = f"{name}_epoch_{epoch:03d}.png" if figure.when == EPOCH else f"{name}.png"
+                if figure.tensorboard and key in figures:
                     png = plots.to_png(figures[key], dpi=FRAME_DPI)
-                    tf.summary.image(name, tf.image.decode_png(png)[tf.newaxis], step=epoch)
+                    tf.summary.image(figure.tensorboard, tf.image.decode_png(png)[tf.newaxis],
+                                     step=epoch)
             tf.summary.histogram("z_mean", arrays["z_mean"], step=epoch)
             tf.summary.histogram("z_variance", np.exp(arrays["z_log_var"]), step=epoch)
         writer.flush()
@@ -204,22 +156,19 @@ def _gif(figures: list, path: str) -> str:
 
 
 def write_animations(model_dir: str, fixed: FixedInputs, history: dict) -> list:
-    """GIFs of the latent scatter, manifold and conditional row across the epochs of `history`."""
+    """GIFs across the epochs of `history` of the catalogue's figures that have one."""
     if not history:
         return []
     epochs = sorted(history)
-    directory = os.path.join(model_dir, FIGURES_DIR)
-    limits = _limits([plots.plane(history[e]["z_mean"]) for e in epochs])
-    paths = [_gif([scatter_figure(e, history[e]["z_mean"], fixed.test_labels,
-                                  fixed.class_names, limits=limits) for e in epochs],
-                  os.path.join(directory, "scatter.gif"))]
-    if "manifold" in history[epochs[0]]:
-        paths.append(_gif([manifold_figure(e, history[e]["manifold"]) for e in epochs],
-                          os.path.join(directory, "manifold.gif")))
-    if "conditional" in history[epochs[0]]:
-        paths.append(_gif([conditional_by_epoch_figure({e: history[e]["conditional"]},
-                                                       fixed.class_names) for e in epochs],
-                          os.path.join(directory, "conditional.gif")))
+    options = PlotOptions(seed=fixed.seed,
+                          limits=_limits([plots.plane(history[e]["z_mean"]) for e in epochs]))
+    paths = []
+    for figure in catalogue.drawable(history[epochs[0]]).values():
+        if not figure.gif:
+            continue
+        frames = [figure.draw(e, history[e], fixed, options) if figure.when != ACROSS_EPOCHS
+                  else figure.draw({e: history[e]}, fixed, []) for e in epochs]
+        paths.append(_gif(frames, os.path.join(model_dir, FIGURES_DIR, figure.gif)))
     return paths
 
 

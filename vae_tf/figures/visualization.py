@@ -9,22 +9,16 @@ returns their paths.
 import dataclasses
 import os
 
-import numpy as np
-
 from vae_tf.data import sources
 from vae_tf.errors import ConfigError
-from vae_tf.figures import inspection, per_epoch, plots
+from vae_tf.figures import catalogue, inspection, per_epoch, plots
+from vae_tf.figures.catalogue import PlotOptions
 from vae_tf.run import checkpoints, run_dir
 
-
-@dataclasses.dataclass
-class PlotOptions:
-    traversal_range: float = 3.0  # the swept dimension runs over [-range, range]
-    steps: int = 11  # images along a traversal or interpolation
-    label: int = 0  # class decoded by conditional models in manifold/traversal/interpolation
-    conditional_rows: int = 8  # shared z draws in the conditional grid
-    seed: int = 0
-    data_dir: str = ""  # overrides the run's --data_dir
+# --plot: a figure of the catalogue drawn from one run's latest checkpoint, or `compare`,
+# which draws several runs (see compare_runs).
+PLOTS = catalogue.plot_names()
+PLOT_NAMES = PLOTS + ("compare",)
 
 
 @dataclasses.dataclass
@@ -43,89 +37,23 @@ def load_run(model_dir: str, data_dir: str = "") -> LoadedRun:
     return LoadedRun(model_dir, config, state.model, state.completed_epochs, dataset)
 
 
-def _examples(run: LoadedRun) -> np.ndarray:
-    """One test image per class (the first few of an unlabelled set), [N, H, W, C] float32."""
-    test = run.dataset.test
-    return test.float_images()[inspection.one_per_class(test.labels, len(run.dataset.class_names))]
-
-
-def _label(run: LoadedRun, options: PlotOptions):
-    return options.label if run.model.conditional else None
-
-
-def _reconstructions(run: LoadedRun, options: PlotOptions):
-    examples = _examples(run)
-    return per_epoch.reconstructions_figure(run.epoch, inspection.displayable(examples),
-                                          inspection.reconstructions(run.model, examples))
-
-
-def _samples(run: LoadedRun, options: PlotOptions):
-    return per_epoch.samples_figure(
-        run.epoch, inspection.prior_samples(run.model, per_epoch.NUM_SAMPLES, options.seed))
-
-
-def _conditional(run: LoadedRun, options: PlotOptions):
-    if not run.model.conditional:
-        raise ConfigError(f"--plot=conditional needs a conditional model; {run.model_dir} "
-                          f"was trained without a classifier (--classifier_weight=0).")
-    rows = np.stack([inspection.conditional_row(run.model, options.seed + row)
-                     for row in range(options.conditional_rows)])
-    return plots.conditional_grid(rows, [f"z #{row + 1}" for row in range(len(rows))],
-                                  run.dataset.class_names,
-                                  title=f"Epoch {run.epoch}: each row decodes one z as every "
-                                        f"class")
-
-
-def _scatter(run: LoadedRun, options: PlotOptions):
-    z_mean, _ = inspection.encode(run.model, run.dataset.test.float_images())
-    return per_epoch.scatter_figure(run.epoch, z_mean, run.dataset.test.labels,
-                                  run.dataset.class_names)
-
-
-def _manifold(run: LoadedRun, options: PlotOptions):
-    if run.model.z_dim != 2:
-        raise ConfigError(f"--plot=manifold needs z_dim=2 and {run.model_dir} has "
-                          f"z_dim={run.model.z_dim}; try --plot=traversal.")
-    values = plots.manifold_values(per_epoch.MANIFOLD_SIZE)
-    return per_epoch.manifold_figure(run.epoch,
-                                   inspection.manifold(run.model, values, options.label))
-
-
-def _traversal(run: LoadedRun, options: PlotOptions):
-    values = np.linspace(-options.traversal_range, options.traversal_range, options.steps)
-    z_base = inspection.encode(run.model, _examples(run)[:1])[0][0]
-    return plots.traversal(inspection.traversal(run.model, z_base, values, options.label),
-                           values, title=f"Epoch {run.epoch}: one latent dimension swept per "
-                                         f"row, from the first test image's latent mean")
-
-
-def _interpolation(run: LoadedRun, options: PlotOptions):
-    examples = _examples(run)
-    label = _label(run, options)
-    line = inspection.interpolation(run.model, examples[0], examples[1], options.steps,
-                                    label if label is not None else 0)
-    names = run.dataset.class_names or ("test image", "another")
-    return plots.interpolation(line, title=f"Epoch {run.epoch}: from a {names[0]} to a "
-                                           f"{names[1]} through the latent space")
-
-
-# --plot: the figure of each plot name, drawn from one run's latest checkpoint; `compare`
-# draws several runs (see compare_runs).
-PLOTS = {"reconstructions": _reconstructions, "samples": _samples,
-         "conditional": _conditional, "scatter": _scatter, "manifold": _manifold,
-         "traversal": _traversal, "interpolation": _interpolation}
-PLOT_NAMES = tuple(PLOTS) + ("compare",)
-
-
 def _require_plot(plot: str) -> None:
-    if plot not in PLOTS:
-        raise ConfigError(f"--plot={plot} is not one of {', '.join(PLOT_NAMES)}.")
+    names = catalogue.plot_names() + ("compare",)
+    if plot not in names:
+        raise ConfigError(f"--plot={plot} is not one of {', '.join(names)}.")
 
 
 def figure_for(run: LoadedRun, plot: str, options: PlotOptions):
-    """The Figure of one `plot` (a name in PLOTS) for a loaded run."""
-    _require_plot(plot)
-    return PLOTS[plot](run, options)
+    """The Figure of one `plot` (a name in `PLOTS`) for a loaded run."""
+    if plot not in catalogue.plot_names():
+        _require_plot(plot)
+        raise ConfigError(f"--plot={plot} draws several runs: use compare_runs.")
+    figure = catalogue.CATALOGUE[plot]
+    if (missing := figure.needs(run.model)) is not None:
+        raise ConfigError(f"--plot={plot} {missing.format(run=run.model_dir)}.")
+    inputs = per_epoch.FixedInputs.from_split(run.dataset.test, run.dataset.class_names,
+                                              options.seed)
+    return figure.draw(run.epoch, figure.compute(run.model, inputs, options), inputs, options)
 
 
 def plot_run(model_dir: str, plot: str, options: PlotOptions = None) -> list:
@@ -163,8 +91,4 @@ def compare_runs(model_dirs: list, options: PlotOptions = None) -> list:
 
 
 def _write(figure, model_dir: str, name: str) -> str:
-    directory = os.path.join(model_dir, per_epoch.FIGURES_DIR)
-    os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, name)
-    figure.savefig(path, dpi=100)
-    return path
+    return per_epoch.write_png(figure, os.path.join(model_dir, per_epoch.FIGURES_DIR, name))
