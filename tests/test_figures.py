@@ -108,3 +108,29 @@ def test_a_resumed_run_draws_figures_spanning_every_epoch(tiny_args):
         height = stacked.size[1]
     with Image.open(os.path.join(directory, "reconstructions_epoch_002.png")) as single:
         assert height > single.size[1]  # three rows (original, epoch 1, epoch 2) against two
+
+
+def test_every_name_in_a_run_folder_comes_from_its_layout(conditional_run, tmp_path):
+    """The run folder's names are defined in `vae_tf.run.layout` and nowhere else."""
+    import shutil
+
+    from vae_tf.evaluation import elbo_iwae
+    from vae_tf.run import checkpoints, exporting, layout
+
+    model_dir = tmp_path / "copy"  # the module's run stays as the other tests expect it
+    shutil.copytree(conditional_run, model_dir, symlinks=True)
+    elbo_iwae.evaluate_run(str(model_dir), num_examples=20, num_samples=2, progress=False,
+                           judged=False)
+    _, state = checkpoints.restore_trained(str(model_dir))
+    exporting.export_keras(state.model, str(model_dir), state.completed_epochs)
+    names = {value for name, value in vars(layout).items()
+             if name.isupper() and isinstance(value, str)}
+    found = set(os.listdir(model_dir))
+    assert found - {layout.keras_file(2)} <= names, found - names
+    assert {layout.CHECKPOINT_DIR, layout.TENSORBOARD_DIR, layout.FIGURES_DIR,
+            layout.EXPORT_DIR, layout.EVALUATION_FILE, layout.EVALUATIONS_DIR,
+            layout.METRICS_FILE, layout.FLAGS_FILE, layout.CONFIG_FILE, layout.DATA_FILE,
+            layout.keras_file(2)} <= found
+    for folder in (layout.HISTORY_DIR, layout.TENSORBOARD_FIGURES_DIR,
+                   layout.TENSORBOARD_EVALUATION_DIR):
+        assert (model_dir / folder).is_dir(), folder

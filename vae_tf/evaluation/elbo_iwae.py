@@ -29,7 +29,7 @@ from vae_tf.figures import inspection
 from vae_tf.files import write_text_atomically
 from vae_tf.model import losses
 from vae_tf.model.iwae import importance_weighted_log_likelihood
-from vae_tf.run import checkpoints, run_dir, tuning
+from vae_tf.run import checkpoints, layout, tuning
 
 
 def model_functions(model, config):
@@ -185,8 +185,8 @@ def record(model_dir: str, result: dict) -> str:
     too. A folder that cannot be written (read-only, full) is one line.
     Returns the new file's path.
     """
-    folder = os.path.join(model_dir, run_dir.EVALUATIONS_DIR)
-    newest = os.path.join(model_dir, run_dir.EVALUATION_FILE)
+    folder = os.path.join(model_dir, layout.EVALUATIONS_DIR)
+    newest = os.path.join(model_dir, layout.EVALUATION_FILE)
     text = json.dumps(result, indent=2, sort_keys=True)
     with files.reporting_unwritable(model_dir, "the evaluation printed above"):
         os.makedirs(folder, exist_ok=True)
@@ -200,7 +200,7 @@ def record(model_dir: str, result: dict) -> str:
         write_text_atomically(path, text)
         write_text_atomically(newest, text)
         writer = tf.summary.create_file_writer(
-            os.path.join(model_dir, run_dir.TENSORBOARD_DIR, "evaluation"))
+            os.path.join(model_dir, layout.TENSORBOARD_EVALUATION_DIR))
         with writer.as_default():
             for key in _SUMMARISED:
                 if key in result:

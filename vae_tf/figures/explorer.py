@@ -31,7 +31,7 @@ from PIL import Image
 
 from vae_tf import log
 from vae_tf.errors import ConfigError, RunDirError, VaeTfError
-from vae_tf.run import run_dir, run_lock
+from vae_tf.run import layout, run_dir, run_lock
 
 PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "explorer.html")
 # The test images encoded for the scatter and the picker; more only crowd the plane.
@@ -44,7 +44,7 @@ def newest_export(model_dir: str) -> str:
     A run that is still training may switch `saved_model/current` at any time; the
     explorer keeps the version it started with.
     """
-    base = os.path.join(model_dir, run_dir.EXPORT_DIR)
+    base = os.path.join(model_dir, layout.EXPORT_DIR)
     current = os.path.join(base, "current")
     if os.path.isdir(current):
         return os.path.realpath(current)

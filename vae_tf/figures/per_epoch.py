@@ -22,9 +22,8 @@ from PIL import Image
 from vae_tf.figures import catalogue, inspection, plots
 from vae_tf.figures.catalogue import ACROSS_EPOCHS, EPOCH, PlotOptions
 from vae_tf.files import write_atomically
+from vae_tf.run.layout import FIGURES_DIR, HISTORY_DIR
 
-FIGURES_DIR = "figures"
-HISTORY_DIR = os.path.join(FIGURES_DIR, "history")
 FRAME_DPI = 80
 SPRITE_MAX_PIXELS = 8192  # the projector's largest sprite sheet, per side
 MAX_TEST_BYTES = 200 * 2**20  # of test images held for the scatter and the projector

@@ -13,7 +13,7 @@ from vae_tf.data import sources
 from vae_tf.errors import ConfigError
 from vae_tf.figures import catalogue, inspection, per_epoch, plots
 from vae_tf.figures.catalogue import PlotOptions
-from vae_tf.run import checkpoints, run_dir
+from vae_tf.run import checkpoints, layout, run_dir
 
 # --plot: a figure of the catalogue drawn from one run's latest checkpoint, or `compare`,
 # which draws several runs (see compare_runs).
@@ -91,4 +91,4 @@ def compare_runs(model_dirs: list, options: PlotOptions = None) -> list:
 
 
 def _write(figure, model_dir: str, name: str) -> str:
-    return per_epoch.write_png(figure, os.path.join(model_dir, per_epoch.FIGURES_DIR, name))
+    return per_epoch.write_png(figure, os.path.join(model_dir, layout.FIGURES_DIR, name))

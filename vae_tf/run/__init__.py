@@ -4,7 +4,8 @@
   each epoch; `optimizers` and `schedules`: Adam and the learning rate;
   `distribution`: the `tf.distribute` strategy; `tuning`: settings chosen
   by measurement (`auto`).
-- `run_dir`: the model directory and its small text files; `run_lock`: one
+- `layout`: every name under the model directory; `run_dir`: the model
+  directory and its small text files; `run_lock`: one
   run per folder; `checkpoints`: what a checkpoint holds, saving and restoring
   (change what a checkpoint holds there); `exporting`: the SavedModel and TFLite.
 """

@@ -29,7 +29,7 @@ from vae_tf import compat, log
 from vae_tf.errors import Preempted, TrainingError
 from vae_tf.figures import inspection, per_epoch
 from vae_tf.model import losses
-from vae_tf.run import run_dir
+from vae_tf.run import layout, run_dir
 
 
 class KLWarmup(keras.callbacks.Callback):
@@ -268,7 +268,7 @@ class FigureWriter(keras.callbacks.Callback):
     `tf.summary.trace_on` and `trace_export` around the first step.
     """
 
-    def __init__(self, fixed, model_dir: str, log_dir: str, every: int, last_epoch: int,
+    def __init__(self, fixed, model_dir: str, every: int, last_epoch: int,
                  final: bool = True, budget: float = 0.0):
         super().__init__()
         self.budget = budget
@@ -280,7 +280,7 @@ class FigureWriter(keras.callbacks.Callback):
         self.model_dir = model_dir
         self.every = every
         self.last_epoch = last_epoch
-        self.figures_log_dir = os.path.join(log_dir, "figures")
+        self.figures_log_dir = os.path.join(model_dir, layout.TENSORBOARD_FIGURES_DIR)
         self.writer = tf.summary.create_file_writer(self.figures_log_dir)
         self.tracing = False
         self.graph_written = False

@@ -32,9 +32,8 @@ from vae_tf import compat, log
 from vae_tf.errors import RunDirError, TrainingError
 from vae_tf.model.vae import VAE, build_vae
 from vae_tf.run import optimizers, run_dir, tuning
+from vae_tf.run.layout import CHECKPOINT_DIR, IN_EPOCH_DIR
 
-CHECKPOINT_DIR = "checkpoints"
-IN_EPOCH_DIR = "in_epoch"  # under CHECKPOINT_DIR
 # --checkpoint_every_steps=0 saves inside an epoch once this much training time has passed
 # since the last checkpoint: a preemption then costs at most ten minutes of work.
 DEFAULT_CHECKPOINT_SECONDS = 600

@@ -41,11 +41,8 @@ import vae_tf
 from vae_tf import compat
 from vae_tf.errors import ConfigError, RunDirError
 from vae_tf.files import write_atomically
-from vae_tf.run import run_dir
-
-EXPORT_DIR = run_dir.EXPORT_DIR
-# In saved_model/: the one link naming the newest version, through which the rest point.
-CURRENT = "current"
+from vae_tf.run import layout, run_dir
+from vae_tf.run.layout import CURRENT, EXPORT_DIR
 
 
 def model_description(model, config, class_names) -> dict:
@@ -247,7 +244,7 @@ def export_keras(model, model_dir: str, version: int, overwrite: bool = False) -
     written beside and renamed into place, so a kill leaves no part-written file, and an
     existing file of that version is replaced only with `overwrite`.
     """
-    target = os.path.join(model_dir, f"vae-{version}.keras")
+    target = os.path.join(model_dir, layout.keras_file(version))
     if os.path.exists(target) and not overwrite:
         raise RunDirError(f"{target} already exists; pass --overwrite to replace it with the "
                           f"latest checkpoint's model.")

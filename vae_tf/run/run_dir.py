@@ -20,15 +20,16 @@ from vae_tf.data import sources
 from vae_tf.errors import RunDirError
 from vae_tf.files import write_text_atomically
 from vae_tf.run import run_lock
-
-CONFIG_FILE = "config.json"
-DATA_FILE = "data.json"  # the image shape and class names the model was built for
-FLAGS_FILE = "flags.txt"
-METRICS_FILE = "metrics.csv"
-TENSORBOARD_DIR = "tensorboard"
-EXPORT_DIR = "saved_model"
-EVALUATION_FILE = "evaluation.json"  # the newest evaluation
-EVALUATIONS_DIR = "evaluations"  # every evaluation, one file each
+from vae_tf.run.layout import (
+    CONFIG_FILE,
+    DATA_FILE,
+    EVALUATION_FILE,
+    EVALUATIONS_DIR,
+    EXPORT_DIR,
+    FLAGS_FILE,
+    LOCK_FILE,
+    METRICS_FILE,
+)
 
 
 def trained_artefacts(model_dir: str) -> list:
@@ -67,7 +68,7 @@ def prepare(config: Config) -> str:
         raise RunDirError(f"--model_dir={model_dir} is a file, not a folder; choose another "
                           f"--model_dir.")
     config_path = os.path.join(model_dir, CONFIG_FILE)
-    if os.path.isdir(model_dir) and set(os.listdir(model_dir)) - {run_lock.LOCK_FILE}:
+    if os.path.isdir(model_dir) and set(os.listdir(model_dir)) - {LOCK_FILE}:
         problem = None
         if not os.path.isfile(config_path):
             problem = "holds files but no vae_tf run (no config.json)"

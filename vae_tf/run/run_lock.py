@@ -18,8 +18,8 @@ import time
 
 from vae_tf import log
 from vae_tf.errors import RunDirError
+from vae_tf.run.layout import LOCK_FILE
 
-LOCK_FILE = ".lock"
 _HELD = {}  # lock file path -> the open descriptor whose flock this process holds
 
 

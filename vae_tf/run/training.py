@@ -28,6 +28,7 @@ from vae_tf.run import (
     checkpoints,
     distribution,
     exporting,
+    layout,
     optimizers,
     run_dir,
     run_lock,
@@ -70,13 +71,12 @@ def _epoch_callbacks(config, state, model_dir, dataset, test_split, chief: bool,
     metrics_log = None
     if chief:
         epoch_callbacks.append(callbacks.TensorBoardScalars(
-            os.path.join(model_dir, run_dir.TENSORBOARD_DIR), config))
+            os.path.join(model_dir, layout.TENSORBOARD_DIR), config))
         if config.figures_every:
             fixed = per_epoch.FixedInputs.from_split(test_split, dataset.class_names,
                                                    config.seed)
             epoch_callbacks.append(callbacks.FigureWriter(
-                fixed, model_dir, os.path.join(model_dir, run_dir.TENSORBOARD_DIR),
-                config.figures_every, config.epochs, final=final,
+                fixed, model_dir, config.figures_every, config.epochs, final=final,
                 budget=config.figures_budget))
         metrics_log = callbacks.MetricsLog(model_dir)
         epoch_callbacks.append(metrics_log)
@@ -164,7 +164,7 @@ def _refuse_lost_checkpoints(model_dir: str) -> None:
         return
     found = run_dir.trained_artefacts(model_dir)
     if found:
-        folder = os.path.join(model_dir, checkpoints.CHECKPOINT_DIR)
+        folder = os.path.join(model_dir, layout.CHECKPOINT_DIR)
         raise RunDirError(
             f"--model_dir={model_dir} holds a trained run ({', '.join(found)}) but no "
             f"checkpoint in {folder}; put the checkpoints back to resume, or pass --overwrite "
@@ -264,7 +264,7 @@ def _fit_and_export(config, compiled, state, strategy, dataset, model_dir, scrat
     # From here on the model is a finished one: with --ema_momentum, its averaged weights.
     optimizers.load_average(state.model)
     if config.export and (initial_epoch < config.epochs or not os.path.isdir(
-            os.path.join(model_dir, exporting.EXPORT_DIR))):
+            os.path.join(model_dir, layout.EXPORT_DIR))):
         # Every worker saves (tf.distribute needs them all); only the chief's is kept.
         path = exporting.export_model(state.model, config, scratch or model_dir, overwrite=True,
                                       version=state.completed_epochs,

@@ -39,8 +39,8 @@ from vae_tf.data import pipelines
 from vae_tf.files import write_text_atomically
 from vae_tf.model import vae
 from vae_tf.run import optimizers
+from vae_tf.run.layout import TUNING_FILE
 
-TUNING_FILE = "tuning.json"
 # How long one candidate's timed steps take, at least, after its warm-up.
 TRIAL_SECONDS = 0.5
 TRIAL_REPEATS = 3
