@@ -319,7 +319,13 @@ def options_of(config) -> LoadOptions:
 
 
 def check_config(config, dataset: Dataset) -> None:
-    """Raises ConfigError for settings that this data set cannot support."""
+    """Raises ConfigError for settings that this data set cannot support: the one place
+    where a run's settings are checked against its data (`Config.validate` checks the
+    settings among themselves)."""
+    if config.batch_size > len(dataset.train):
+        raise ConfigError(f"--batch_size={config.batch_size} is larger than the "
+                          f"{len(dataset.train):,} images of the {config.dataset} training "
+                          f"split; use a smaller --batch_size.")
     if config.conditional and not dataset.labelled:
         raise ConfigError(f"--classifier_weight={config.classifier_weight:g} needs labels, but "
                           f"{config.dataset} has none (a flat folder, or an .npz without "

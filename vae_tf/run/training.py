@@ -127,10 +127,6 @@ def train_and_evaluate(config: Config, observers: tuple = ()) -> TrainResult:
     chief = distribution.is_chief(strategy)
     dataset = sources.load_for(config)
     sources.check_config(config, dataset)
-    if config.batch_size > len(dataset.train):
-        raise ConfigError(f"--batch_size={config.batch_size} is larger than the "
-                          f"{len(dataset.train):,} images of the {config.dataset} training "
-                          f"split; use a smaller --batch_size.")
     if config.batch_size % strategy.num_replicas_in_sync:
         raise ConfigError(f"--batch_size={config.batch_size} does not split evenly over the "
                           f"{strategy.num_replicas_in_sync} replicas of --strategy="
