@@ -7,7 +7,9 @@ its fraction of that peak, the same model trained the plain way for the
 speed-up, evaluation throughput and peak memory. Nothing is written to
 --model_dir. --synthetic also times one repeated in-memory batch, to show
 whether the data pipeline holds training back; --profile_dir traces training
-with the TensorFlow profiler and prints where the step's time goes.
+with the TensorFlow profiler and prints where the step's time goes;
+--time_to_loss=NATS also trains the configuration from scratch and reports the
+minutes of training it took to reach that test loss.
 """
 
 import json
@@ -31,6 +33,9 @@ flags.DEFINE_boolean("whole_epochs", False, "Also time whole epochs (training, t
                      "and every per-epoch extra) of vae_tf.train against the plain way "
                      "(model.fit with validation_data): the median epoch of epochs 2-6 of one run "
                      "each, every callback included.")
+flags.DEFINE_float("time_to_loss", None, "Also train the configuration from scratch, as "
+                   "vae_tf.train would (--epochs of it), and report the minutes of training "
+                   "until the test loss first reached this many nats.")
 FLAGS = flags.FLAGS
 
 
@@ -46,6 +51,11 @@ def main(argv):
                                         FLAGS.plain, FLAGS.profile_dir,
                                         FLAGS.whole_epochs):
         print(json.dumps(measurement, sort_keys=True), flush=True)
+    if FLAGS.time_to_loss is not None:
+        from vae_tf.evaluation import time_to_quality
+
+        print(json.dumps(time_to_quality.measure(config, FLAGS.time_to_loss), sort_keys=True),
+              flush=True)
 
 
 def entry_point():

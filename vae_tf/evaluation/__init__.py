@@ -4,4 +4,5 @@
   written to `evaluation.json`.
 - `judge`: a classifier the VAE never trained with grades its samples.
 - `benchmarking`: throughput against this machine's limits.
+- `time_to_quality`: a run's test loss against its minutes of training.
 """

@@ -29,7 +29,7 @@ from vae_tf import compat
 from vae_tf.data import pipelines, sources
 from vae_tf.evaluation import elbo_iwae
 from vae_tf.model import vae
-from vae_tf.run import checkpoints, distribution, training, tuning
+from vae_tf.run import distribution, trainable, training, tuning
 
 FLOPS_METHOD = "counted from the traced graph of one training step (tf.profiler float_operation)"
 
@@ -345,8 +345,7 @@ def run(config, steps: int, repeats: int, synthetic: bool, plain: bool = True,
         # status line: the benchmark's standard output is JSON lines only.
         config, _ = tuning.choose(config, dataset, scratch, distributed=False, chief=False)
         keras.utils.set_random_seed(config.seed)
-        # Built and compiled as in train.
-        model = checkpoints.restore_run(config, scratch, dataset.spec).model
+        model, _ = trainable.build(config, dataset.spec)  # as training builds it
     flops = flops_per_image(model, config.batch_size)
     yield {"measure": "flops_per_image", "mflop": flops / 1e6, "method": FLOPS_METHOD}
     settings = {"jit_compile": config.jit_compile,

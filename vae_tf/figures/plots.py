@@ -246,3 +246,31 @@ def to_png(figure: Figure, dpi: int = 100) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi)
     return buffer.getvalue()
+
+
+def time_to_quality(curves: list, target=None) -> Figure:
+    """Test loss against training minutes, one line per run (`time_to_quality.Curve`),
+    with each run's importance-weighted estimates as stars, and `target` as a line."""
+    figure = Figure(figsize=(7.5, 4.8), layout="constrained")
+    axes = figure.subplots()
+    for index, run in enumerate(curves):
+        colour = f"C{index}"
+        axes.plot(run.minutes, run.test_loss, "-", color=colour, label=f"{run.name}: test -ELBO")
+        if run.iwae:
+            minutes, nll, _ = zip(*run.iwae)
+            axes.plot(minutes, nll, "*", color=colour, markersize=11,
+                      label=f"{run.name}: IWAE NLL (K={run.iwae[-1][2]})")
+    if target is not None:
+        axes.axhline(target, color="black", linestyle="--", linewidth=1,
+                     label=f"target {target:g} nats")
+    values = np.concatenate([run.test_loss for run in curves] +
+                            [[nll for _, nll, _ in run.iwae] for run in curves] +
+                            ([[target]] if target is not None else []))
+    # The first epochs' losses are far above the rest: show where the runs differ.
+    axes.set_ylim(values.min() - 1.0, max(np.percentile(values, 90), values.min() + 5.0))
+    axes.set_xlabel("training minutes (sum of epoch_seconds)")
+    axes.set_ylabel("nats per image")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small")
+    axes.set_title("Time to quality")
+    return figure

@@ -1,6 +1,7 @@
 """A training run and its folder.
 
-- `training`: the run itself (`train_and_evaluate`); `callbacks`: what runs
+- `training`: the run itself (`train_and_evaluate`); `trainable`: the model
+  it trains, compiled with its optimizer and settings; `callbacks`: what runs
   each epoch; `optimizers` and `schedules`: Adam and the learning rate;
   `distribution`: the `tf.distribute` strategy; `tuning`: settings chosen
   by measurement (`auto`).

@@ -30,8 +30,8 @@ import tensorflow as tf
 
 from vae_tf import compat, log
 from vae_tf.errors import RunDirError, TrainingError
-from vae_tf.model.vae import VAE, build_vae
-from vae_tf.run import optimizers, run_dir, tuning
+from vae_tf.model.vae import VAE
+from vae_tf.run import optimizers, run_dir, trainable, tuning
 from vae_tf.run.layout import CHECKPOINT_DIR, IN_EPOCH_DIR
 
 # --checkpoint_every_steps=0 saves inside an epoch once this much training time has passed
@@ -82,27 +82,18 @@ def metric_variables(model: keras.Model) -> list:
 
 def restore_run(config, model_dir: str, spec=None, save_dir: str = None,
                 in_epoch: bool = False) -> RunState:
-    """Builds the model and optimizer, then restores the newest checkpoint if any.
+    """Builds the trainable model (`trainable.build`; `config`'s `auto` settings decided),
+    then restores the newest checkpoint if any, checked to have matched every object.
 
-    Restoring into unbuilt objects silently does nothing, so the model is
-    called on a batch and the optimizer built before the restore, which is then
-    checked to have matched every object. Checkpoints are read from
-    `model_dir`; with `save_dir`, new ones are saved there instead. With
+    Checkpoints are read from `model_dir`; with `save_dir`, new ones are saved there
+    instead. With
     `in_epoch`, an in-epoch checkpoint newer than the last epoch's is restored
     (training); without, only whole epochs are (evaluation, figures, export).
     `spec` (the data's image shape and classes) defaults to the run's data.json.
     """
     spec = spec or run_dir.load_data_spec(model_dir, config.dataset)
-    model = build_vae(config, spec.num_classes, spec.image_shape)
-    optimizer = optimizers.make_adam(config.learning_rate, config.ema_momentum)
-    # --jit_compile=auto is decided when training starts (vae_tf.run.tuning) and recorded.
-    jit_compile = tuning.resolved(config, model_dir).jit_compile == "true"
-    model.compile(optimizer=optimizer, jit_compile=jit_compile,
-                  steps_per_execution=config.steps_per_execution)
-    # Under --mixed_precision=float16, compile wraps Adam in a LossScaleOptimizer; the
-    # checkpoint holds Adam itself, so its layout does not depend on the precision (the
-    # loss scale is not saved, and starts afresh on resume).
-    model.optimizer.build(model.trainable_variables)
+    # The loss scale of --mixed_precision=float16 is not saved, and starts afresh on resume.
+    model, optimizer = trainable.build(config, spec)
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch, step=step,
@@ -183,7 +174,8 @@ def any_saved(model_dir: str) -> bool:
 def restore_trained(model_dir: str):
     """(config, RunState) of a run with at least one checkpoint; RunDirError otherwise."""
     config = run_dir.load_config(model_dir)
-    state = restore_run(config, model_dir)
+    # --jit_compile=auto and --steps_per_execution=auto were decided when training started.
+    state = restore_run(tuning.resolved(config, model_dir), model_dir)
     if not checkpoint_paths(state.manager):
         raise RunDirError(f"--model_dir={model_dir} has no checkpoint yet; train at least one "
                           f"epoch first.")

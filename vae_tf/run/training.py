@@ -13,6 +13,7 @@ import math
 import os
 import shutil
 import tempfile
+from typing import Optional
 
 import keras
 import tensorflow as tf
@@ -46,16 +47,39 @@ class TrainResult:
     metrics: list  # rows of metrics.csv, one per completed epoch
 
 
-def _epoch_callbacks(config, state, model_dir, dataset, test_split, chief: bool,
-                     steps_per_epoch: int, first_step: int, final: bool,
-                     multi_worker: bool, tuning_seconds: float = 0.0) -> list:
+@dataclasses.dataclass
+class RunContext:
+    """What one call of `train_and_evaluate` works with, handed on as one object."""
+
+    config: Config  # as given
+    compiled: Config  # `auto` settings decided, --steps_per_execution fitted to the epoch
+    strategy: tf.distribute.Strategy
+    dataset: object  # vae_tf.data.datatypes.Dataset
+    model_dir: str
+    scratch: Optional[str]  # a non-chief worker's own checkpoint folder; None on the chief
+    steps_per_epoch: int
+    tuning_seconds: float  # what `vae_tf.run.tuning` spent measuring, in the first epoch
+    observers: tuple  # Keras callbacks run after vae_tf's own
+
+    @property
+    def chief(self) -> bool:
+        return self.scratch is None
+
+    @property
+    def multi_worker(self) -> bool:
+        return self.config.strategy == "multi_worker"
+
+
+def _epoch_callbacks(run: RunContext, state, test_split, first_step: int, final: bool,
+                     tuning_seconds: float) -> list:
     """The callbacks of one `fit` call, in order; a non-chief worker only keeps checkpoints.
 
     `first_step` is the step inside the first epoch at which this call starts
     (a run resumed from an in-epoch checkpoint); `final` says whether the call
-    ends the run, which writes the GIFs and the projector. `tuning_seconds`, the
-    time `vae_tf.run.tuning` spent measuring, counts in the first epoch's time.
+    ends the run, which writes the GIFs and the projector. `tuning_seconds`
+    counts in the call's first epoch's time.
     """
+    config, model_dir, multi_worker = run.compiled, run.model_dir, run.multi_worker
     # Order matters: the epoch is recorded everywhere before its checkpoint is saved, and
     # a signal is acted on after the checkpoints.
     epoch_callbacks = [
@@ -69,12 +93,12 @@ def _epoch_callbacks(config, state, model_dir, dataset, test_split, chief: bool,
     if config.ema_momentum:  # the test loss of each epoch is the averaged weights'
         epoch_callbacks.insert(0, keras.callbacks.SwapEMAWeights(swap_on_epoch=False))
     metrics_log = None
-    if chief:
+    if run.chief:
         epoch_callbacks.append(callbacks.TensorBoardScalars(
             os.path.join(model_dir, layout.TENSORBOARD_DIR), config))
         if config.figures_every:
-            fixed = per_epoch.FixedInputs.from_split(test_split, dataset.class_names,
-                                                   config.seed)
+            fixed = per_epoch.FixedInputs.from_split(test_split, run.dataset.class_names,
+                                                     config.seed)
             epoch_callbacks.append(callbacks.FigureWriter(
                 fixed, model_dir, config.figures_every, config.epochs, final=final,
                 budget=config.figures_budget))
@@ -83,7 +107,7 @@ def _epoch_callbacks(config, state, model_dir, dataset, test_split, chief: bool,
     # Workers must save at the same step, so a timed save is for one process only.
     every_seconds = 0 if multi_worker else checkpoints.DEFAULT_CHECKPOINT_SECONDS
     step_checkpoint = checkpoints.StepCheckpoint(
-        state, steps_per_epoch, first_step, every_steps=_every_steps(config),
+        state, run.steps_per_epoch, first_step, every_steps=_every_steps(config),
         every_seconds=0 if config.checkpoint_every_steps else every_seconds)
     epoch_callbacks += [step_checkpoint, checkpoints.EpochCheckpoint(state, metrics_log),
                         callbacks.StopOnSignal(None if multi_worker else step_checkpoint)]
@@ -201,16 +225,15 @@ def _train(config, strategy, dataset, model_dir: str, scratch, observers=()) -> 
     with strategy.scope():
         state = checkpoints.restore_run(compiled, model_dir, dataset.spec, save_dir=scratch,
                                         in_epoch=True)
+    run = RunContext(config, compiled, strategy, dataset, model_dir, scratch, steps_per_epoch,
+                     tuning_seconds, tuple(observers))
     with files.reporting_full_disk(scratch or model_dir,
                                    lambda: checkpoints.checkpoint_bytes(state), "this model"):
-        return _fit_and_export(config, compiled, state, strategy, dataset, model_dir, scratch,
-                               steps_per_epoch, tuning_seconds, observers)
+        return _fit_and_export(run, state)
 
 
-def _fit_and_export(config, compiled, state, strategy, dataset, model_dir, scratch,
-                    steps_per_epoch, tuning_seconds: float = 0.0,
-                    observers=()) -> TrainResult:
-    chief = scratch is None
+def _fit_and_export(run: RunContext, state) -> TrainResult:
+    config, dataset, model_dir, chief = run.config, run.dataset, run.model_dir, run.chief
     initial_epoch, first_step = state.completed_epochs, state.step_in_epoch
     if chief:
         run_dir.write_config(config, model_dir)
@@ -222,8 +245,8 @@ def _fit_and_export(config, compiled, state, strategy, dataset, model_dir, scrat
                     ", unlabelled")
                  + (", streamed" if dataset.streamed else "")
                  + f", from {dataset.source}) in {model_dir}"
-                 + (f" on {strategy.num_replicas_in_sync} replicas"
-                    if strategy.num_replicas_in_sync > 1 else "")
+                 + (f" on {run.strategy.num_replicas_in_sync} replicas"
+                    if run.strategy.num_replicas_in_sync > 1 else "")
                  + (f", resuming after epoch {initial_epoch}" if initial_epoch and not first_step
                     else "")
                  + (f", resuming in epoch {initial_epoch + 1} at step {first_step}"
@@ -235,34 +258,34 @@ def _fit_and_export(config, compiled, state, strategy, dataset, model_dir, scrat
     else:
         test_split = pipelines.prepare_test_split(dataset.test, config.binarize)
         test_batches = pipelines.eval_pipeline(test_split, config.eval_batch_size)
-        multi_worker = config.strategy == "multi_worker"
         # A part-done epoch is one `fit` call of its remaining steps, the other epochs another.
         calls = [(initial_epoch, first_step)] if first_step else []
         if initial_epoch + bool(first_step) < config.epochs:
             calls.append((initial_epoch + bool(first_step), 0))
         for index, (epoch, step) in enumerate(calls):
             last = epoch + 1 if step else config.epochs
-            train_batches = pipelines.train_pipeline(dataset.train, config.batch_size, config.seed,
-                                                start_batch=epoch * steps_per_epoch + step,
-                                                binarize=config.binarize)
-            epoch_callbacks = _epoch_callbacks(
-                compiled, state, model_dir, dataset, test_split, chief, steps_per_epoch, step,
-                index == len(calls) - 1, multi_worker, tuning_seconds if index == 0 else 0.0)
+            train_batches = pipelines.train_pipeline(
+                dataset.train, config.batch_size, config.seed,
+                start_batch=epoch * run.steps_per_epoch + step, binarize=config.binarize)
+            epoch_callbacks = _epoch_callbacks(run, state, test_split, step,
+                                               index == len(calls) - 1,
+                                               run.tuning_seconds if index == 0 else 0.0)
             try:
                 state.model.fit(train_batches, epochs=last, initial_epoch=epoch,
-                                steps_per_epoch=steps_per_epoch - step,
+                                steps_per_epoch=run.steps_per_epoch - step,
                                 validation_data=test_batches,
-                                callbacks=epoch_callbacks + list(observers), shuffle=False,
+                                callbacks=epoch_callbacks + list(run.observers), shuffle=False,
                                 verbose=1 if config.progress_bar and chief else 0)
             except tf.errors.OpError:
-                _stop_if_signalled(epoch_callbacks, multi_worker)
+                _stop_if_signalled(epoch_callbacks, run.multi_worker)
                 raise
     # From here on the model is a finished one: with --ema_momentum, its averaged weights.
     optimizers.load_average(state.model)
     if config.export and (initial_epoch < config.epochs or not os.path.isdir(
             os.path.join(model_dir, layout.EXPORT_DIR))):
         # Every worker saves (tf.distribute needs them all); only the chief's is kept.
-        path = exporting.export_model(state.model, config, scratch or model_dir, overwrite=True,
+        path = exporting.export_model(state.model, config, run.scratch or model_dir,
+                                      overwrite=True,
                                       version=state.completed_epochs,
                                       class_names=dataset.class_names)
         if chief:

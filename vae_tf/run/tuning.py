@@ -37,8 +37,7 @@ from vae_tf import files, log
 from vae_tf.config import AUTO
 from vae_tf.data import pipelines
 from vae_tf.files import write_text_atomically
-from vae_tf.model import vae
-from vae_tf.run import optimizers
+from vae_tf.run import trainable
 from vae_tf.run.layout import TUNING_FILE
 
 # How long one candidate's timed steps take, at least, after its warm-up.
@@ -127,9 +126,9 @@ def resolved(config, model_dir: str):
 def seconds_per_step(config, dataset, jit_compile: bool, steps_per_execution: int) -> float:
     """The fastest of TRIAL_REPEATS timings of training steps of the run's model."""
     keras.utils.set_random_seed(config.seed)
-    model = vae.build_vae(config, dataset.spec.num_classes, dataset.image_shape)
-    model.compile(optimizer=optimizers.make_adam(config.learning_rate), jit_compile=jit_compile,
-                  steps_per_execution=steps_per_execution)
+    model, _ = trainable.build(dataclasses.replace(
+        config, jit_compile="true" if jit_compile else "false",
+        steps_per_execution=steps_per_execution), dataset.spec)
     iterator = iter(pipelines.train_pipeline(dataset.train, config.batch_size, config.seed,
                                         binarize=config.binarize))
     model.make_train_function(force=True)
