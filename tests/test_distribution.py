@@ -215,7 +215,7 @@ def test_two_workers_killed_after_an_in_epoch_checkpoint_resume_at_its_step(
 
 
 def test_thread_pools_are_set_before_tensorflow_starts_and_warned_about_after(capsys):
-    script = ("import tensorflow as tf; from vae_tf import distribution; "
+    script = ("import tensorflow as tf; from vae_tf.run import distribution; "
               "distribution.configure_threads(1, 3); "
               "print(tf.config.threading.get_intra_op_parallelism_threads(), "
               "tf.config.threading.get_inter_op_parallelism_threads())")

@@ -16,7 +16,7 @@ from vae_tf.evaluation import elbo_iwae
 from vae_tf.model import priors
 from vae_tf.run import checkpoints, training
 
-from conftest import REPO_ROOT, parse_config
+from conftest import REPO_ROOT, SETTLED, parse_config
 
 D, Z, SIGMA = 6, 2, 0.5
 RNG = np.random.default_rng(0)
@@ -160,7 +160,7 @@ def trained(tiny_data_dir, tmp_path_factory):
                                        "--prior_components=7", "--binarize=dynamic"])):
         config = parse_config("--arch=mlp", "--encoder_layers=32", "--decoder_layers=32",
                               "--batch_size=32", "--epochs=2", "--noprogress_bar",
-                              "--figures_every=0", "--noexport", *extra,
+                              "--figures_every=0", "--noexport", *SETTLED, *extra,
                               f"--data_dir={tiny_data_dir}",
                               f"--model_dir={tmp_path_factory.mktemp('eval') / name}")
         runs[name] = training.train_and_evaluate(config).model_dir

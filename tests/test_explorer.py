@@ -33,7 +33,8 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
-RUN_FLAGS = ["--z_dim=2", "--figures_every=0", "--noprogress_bar"]
+# Without XLA: no tuning trials before training (test_tuning tests those).
+RUN_FLAGS = ["--z_dim=2", "--figures_every=0", "--noprogress_bar", "--nojit_compile"]
 # The README's screenshot is written by this test when this is set to a folder.
 SCREENSHOT_DIR = os.environ.get("VAE_TF_SCREENSHOT_DIR")
 

@@ -11,7 +11,7 @@ from PIL import Image
 from vae_tf.figures import per_epoch
 from vae_tf.run import training
 
-from conftest import parse_config
+from conftest import SETTLED, parse_config
 
 
 def _summaries(folder):
@@ -32,7 +32,7 @@ def conditional_run(tiny_data_dir, tmp_path_factory):
     config = parse_config("--arch=mlp", "--z_dim=2", "--classifier_weight=1",
                           "--encoder_layers=32", "--decoder_layers=32", "--batch_size=32",
                           f"--data_dir={tiny_data_dir}", f"--model_dir={model_dir}",
-                          "--epochs=2", "--noprogress_bar")
+                          "--epochs=2", "--noprogress_bar", *SETTLED)
     return training.train_and_evaluate(config).model_dir
 
 
