@@ -2,7 +2,7 @@
 
 `python tests/golden_losses.py OUT.json` (run from a checkout) writes them;
 tests/data/golden_losses.json holds those of the commit it names, and
-test_models.py checks that the current code gives the same numbers.
+test_vae.py checks that the current code gives the same numbers.
 """
 
 import json

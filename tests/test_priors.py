@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_evaluation import _numpy_mixture_log_prob
+from test_elbo_iwae import _numpy_mixture_log_prob
 
 from vae_tf.errors import ConfigError
 from vae_tf.model import priors
