@@ -29,7 +29,7 @@ from vae_tf.run.layout import EVALUATION_FILE, EVALUATIONS_DIR
 class Curve:
     name: str
     minutes: np.ndarray  # [E]: training minutes when each epoch ended
-    test_loss: np.ndarray  # [E]: the test -ELBO (val_loss) after each epoch, nats
+    test_loss: np.ndarray  # [E]: the test -ELBO after each epoch, nats
     iwae: list  # (minutes, IWAE NLL in nats, K) of each evaluated epoch, oldest first
 
 
@@ -63,7 +63,16 @@ def curve(model_dir: str, name: str = "") -> Curve:
     iwae = [(float(by_epoch[epoch]), float(best[epoch]["nll_iwae_nats"]),
              int(best[epoch].get("iw_samples", 0))) for epoch in sorted(best)]
     return Curve(name or os.path.basename(os.path.normpath(model_dir)), minutes,
-                 np.array([row["val_loss"] for row in rows]), iwae)
+                 np.array([_negative_elbo(row) for row in rows]), iwae)
+
+
+def _negative_elbo(row: dict) -> float:
+    """The test -ELBO of a metrics.csv row: reconstruction plus the whole KL. `val_loss`
+    weighs the KL by the epoch's warm-up weight (and adds a classifier's loss), so during
+    a KL warm-up it is no likelihood bound at all."""
+    if "val_reconstruction_loss" in row and "val_kl_loss" in row:
+        return row["val_reconstruction_loss"] + row["val_kl_loss"]
+    return row["val_loss"]
 
 
 def minutes_to_reach(run: Curve, target: float) -> Optional[float]:
