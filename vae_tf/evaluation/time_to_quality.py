@@ -75,10 +75,16 @@ def _negative_elbo(row: dict) -> float:
     return row["val_loss"]
 
 
+def epochs_to_reach(run: Curve, target: float) -> Optional[int]:
+    """Epochs until the test loss was first at or below `target`; None if never."""
+    reached = np.flatnonzero(run.test_loss <= target)
+    return int(reached[0]) + 1 if len(reached) else None
+
+
 def minutes_to_reach(run: Curve, target: float) -> Optional[float]:
     """Training minutes until the test loss was first at or below `target`; None if never."""
-    reached = np.flatnonzero(run.test_loss <= target)
-    return float(run.minutes[reached[0]]) if len(reached) else None
+    epochs = epochs_to_reach(run, target)
+    return float(run.minutes[epochs - 1]) if epochs else None
 
 
 def measure(config, target: float) -> dict:
@@ -92,10 +98,9 @@ def measure(config, target: float) -> dict:
         with contextlib.redirect_stdout(sys.stderr):  # standard output is JSON lines only
             training.train_and_evaluate(run_config)
         run = curve(run_config.model_dir)
-    minutes = minutes_to_reach(run, target)
-    reached = np.flatnonzero(run.test_loss <= target)
-    return {"measure": "time_to_quality", "target_test_loss": target, "minutes": minutes,
-            "epochs_to_target": int(reached[0]) + 1 if len(reached) else None,
+    return {"measure": "time_to_quality", "target_test_loss": target,
+            "minutes": minutes_to_reach(run, target),
+            "epochs_to_target": epochs_to_reach(run, target),
             "epochs": len(run.minutes), "minutes_trained": float(run.minutes[-1]),
             "final_test_loss": float(run.test_loss[-1]),
             "how": "python -m vae_tf.train's training from scratch; minutes are the sum of "

@@ -76,15 +76,20 @@ def write_png(figure, path: str) -> str:
     return path
 
 
+def _file_name(name: str, figure, epoch: int) -> str:
+    """An EPOCH figure's PNG is one per epoch; an ACROSS_EPOCHS one is redrawn in place."""
+    return f"{name}_epoch_{epoch:03d}.png" if figure.when == EPOCH else f"{name}.png"
+
+
 def epoch_figures(epoch: int, arrays: dict, history: dict, fixed: FixedInputs,
                   metrics: list) -> dict:
     """{file name: Figure} of the figures to write after `epoch` (1-based)."""
     options, figures = PlotOptions(seed=fixed.seed), {}
     for name, figure in catalogue.drawable(arrays).items():
-        if figure.when == EPOCH:
-            figures[f"{name}_epoch_{epoch:03d}.png"] = figure.draw(epoch, arrays, fixed, options)
-        elif (drawn := figure.draw(history, fixed, metrics)) is not None:
-            figures[f"{name}.png"] = drawn
+        drawn = (figure.draw(epoch, arrays, fixed, options) if figure.when == EPOCH
+                 else figure.draw(history, fixed, metrics))
+        if drawn is not None:
+            figures[_file_name(name, figure, epoch)] = drawn
     return figures
 
 
@@ -127,7 +132,7 @@ def draw_epoch(epoch: int, arrays: dict, history: dict, fixed: FixedInputs, metr
     if writer is not None:
         with writer.as_default():
             for name, figure in catalogue.drawable(arrays).items():
-                key = f"{name}_epoch_{epoch:03d}.png" if figure.when == EPOCH else f"{name}.png"
+                key = _file_name(name, figure, epoch)
                 if figure.tensorboard and key in figures:
                     png = plots.to_png(figures[key], dpi=FRAME_DPI)
                     tf.summary.image(figure.tensorboard, tf.image.decode_png(png)[tf.newaxis],
