@@ -33,12 +33,6 @@ def test_a_preset_reads_as_its_flagfile_and_later_flags_override_it(name):
     assert parse_config("--preset", name, "--epochs=3").epochs == 3
 
 
-@pytest.mark.parametrize("name", preset_flags.names())
-def test_every_preset_parses_into_a_valid_config(name):
-    config = parse_config(f"--preset={name}")
-    assert config.epochs > 0 and config.batch_size > 0
-
-
 def test_an_unknown_preset_names_the_choices():
     with pytest.raises(ConfigError, match="--preset=mnist_gan is not one of conv_bernoulli, "):
         parse_config("--preset=mnist_gan")
