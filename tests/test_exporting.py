@@ -2,7 +2,6 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -311,21 +310,57 @@ def test_an_interrupted_export_leaves_the_previous_one_whole(exported, monkeypat
     assert [name for name in os.listdir(result.model_dir) if name.startswith(".saved_model")] == []
 
 
-# Runs one export in a fresh process and SIGKILLs it at the KILL_AT-th change to the files
-# after the new SavedModel is written (each rename, link, removal and exchange counts once
-# as it starts and once as it ends); prints "finished" if the export ends before that.
-KILLED_EXPORT = textwrap.dedent("""
-    import json, os, shutil, signal, sys
+# Runs one export in a fresh process up to the moment the new SavedModel is written; from
+# there on the export only renames, links and removes files, which a forked child can carry
+# on without TensorFlow. Child N is SIGKILLed at the N-th change to the files (each rename,
+# link, removal and exchange counts once as it starts and once as it ends); after each
+# child the folder is moved to OUT/killN and put back as it was at that moment, until a
+# child finishes the export. Prints {N: "killed" | "finished" | "failed ..."} as JSON.
+# (One TensorFlow start for all the kill points: a process per kill point took 5-8 s each.)
+KILLED_EXPORTS = textwrap.dedent("""
+    import json, os, shutil, signal, sys, traceback
     from vae_tf import compat
     from vae_tf.run import checkpoints, exporting
-    model_dir, version, kill_at = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    model_dir, version, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     config, state = checkpoints.restore_trained(model_dir)
-    events = {"armed": False, "count": 0}
+    events = {"armed": False, "kill_at": 0, "count": 0}
+
+    def outcome(status):
+        if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
+            return "killed"
+        return "finished" if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 \\
+            else f"failed ({status})"
+
+    def try_each_kill_point():  # returns only in a child, which is to go on exporting
+        events["armed"] = False  # the parent's own copies and renames are not counted
+        try:
+            armed = os.path.join(out, "armed")
+            shutil.copytree(model_dir, armed, symlinks=True)
+            outcomes = {}
+            for kill_at in range(1, 40):
+                sys.stdout.flush()
+                sys.stderr.flush()
+                if os.fork() == 0:
+                    events.update(armed=True, kill_at=kill_at)
+                    return
+                outcomes[kill_at] = outcome(os.wait()[1])
+                os.rename(model_dir, os.path.join(out, f"kill{kill_at}"))
+                shutil.copytree(armed, model_dir, symlinks=True)
+                if outcomes[kill_at] != "killed":
+                    break
+            print(json.dumps(outcomes))
+        except BaseException:
+            traceback.print_exc()
+            os._exit(1)
+        sys.stdout.flush()
+        os._exit(0)
 
     def event():
+        if events["armed"] and not events["kill_at"]:
+            try_each_kill_point()
         if events["armed"]:
             events["count"] += 1
-            if events["count"] == kill_at:
+            if events["count"] == events["kill_at"]:
                 os.kill(os.getpid(), signal.SIGKILL)
 
     def counted(function):
@@ -345,8 +380,13 @@ KILLED_EXPORT = textwrap.dedent("""
         setattr(os, name, counted(getattr(os, name)))
     shutil.rmtree = counted(shutil.rmtree)
     compat.exchange_paths = counted(compat.exchange_paths)
-    exporting.export_model(state.model, config, model_dir, overwrite=True, version=version)
-    print("finished", events["count"])
+    try:
+        exporting.export_model(state.model, config, model_dir, overwrite=True, version=version)
+    except BaseException:
+        traceback.print_exc()
+        sys.stderr.flush()
+        os._exit(1)
+    os._exit(0)  # a child that finished the export (the parent never gets here)
 """)
 
 
@@ -356,32 +396,31 @@ def test_a_kill_at_any_point_of_the_export_leaves_a_whole_loadable_saved_model(
         version, tiny_data_dir, tmp_path):
     import shutil
 
-    pristine = str(tmp_path / "pristine")
+    pristine, out = str(tmp_path / "pristine"), tmp_path / "kills"
     training.train_and_evaluate(parse_config(*SMALL, "--arch=mlp", "--z_dim=2",
                                              f"--data_dir={tiny_data_dir}",
                                              f"--model_dir={pristine}"))
-    decoded_by = {}
-    for kill_at in range(1, 40):
-        model_dir = tmp_path / f"kill{kill_at}"
-        shutil.copytree(pristine, model_dir, symlinks=True)
-        process = subprocess.run(
-            [sys.executable, "-c", KILLED_EXPORT, str(model_dir), str(version), str(kill_at)],
-            capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
-            env=dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="3"))
-        finished = process.returncode == 0 and "finished" in process.stdout
-        assert finished or process.returncode == -signal.SIGKILL, process.stderr[-2000:]
+    work = tmp_path / "work"
+    shutil.copytree(pristine, work, symlinks=True)
+    out.mkdir()
+    process = subprocess.run(
+        [sys.executable, "-c", KILLED_EXPORTS, str(work), str(version), str(out)],
+        capture_output=True, text=True, timeout=600, cwd=REPO_ROOT,
+        env=dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert process.returncode == 0, process.stderr[-3000:]
+    outcomes = json.loads(process.stdout.strip().splitlines()[-1])
+    assert set(list(outcomes.values())[:-1]) == {"killed"}, outcomes
+    assert list(outcomes.values())[-1] == "finished", \
+        f"the export never finished within the kill points tried: {outcomes}"
+    assert len(outcomes) > 2  # the swap's steps were each killed in turn
+    for kill_at in outcomes:
         # Whatever the moment, saved_model/ loads whole, and so does every version folder.
-        base = model_dir / "saved_model"
+        base = out / f"kill{kill_at}" / "saved_model"
         loaded = tf.saved_model.load(str(base))
-        z = tf.zeros((1, 2))
-        decoded_by[kill_at] = loaded.signatures["decode"](z=z)["images"].numpy()
+        assert loaded.signatures["decode"](z=tf.zeros((1, 2)))["images"].shape == (1, 28, 28, 1)
         for number in exporting.versions(str(base)):
             tf.saved_model.load(str(base / str(number)))
         assert version in exporting.versions(str(base)) or 1 in exporting.versions(str(base))
-        if finished:
-            break
-    assert finished, "the export never finished within the kill points tried"
-    assert kill_at > 2  # the swap's steps were each killed in turn
 
 
 # Bad inputs to each signature, fed in a process with only TensorFlow, as the SavedModel
