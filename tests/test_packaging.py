@@ -46,6 +46,24 @@ def test_list_presets_prints_one_line_each():
     assert [line.split()[0] for line in lines] == preset_flags.names()
 
 
+def test_a_second_checkout_reads_its_own_presets_not_the_installed_ones(tmp_path):
+    """vae_tf installed (editable) from one checkout, run from another's folder: the code
+    and the presets are both the second checkout's."""
+    import shutil
+
+    clone = tmp_path / "clone"
+    shutil.copytree(os.path.join(REPO_ROOT, "vae_tf"), clone / "vae_tf",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(os.path.join(REPO_ROOT, "flags"), clone / "flags")
+    shutil.copy(os.path.join(REPO_ROOT, "setup.cfg"), clone / "setup.cfg")
+    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    probe = subprocess.run(
+        [sys.executable, "-c", "import vae_tf.preset_flags as p; print(p.path('mlp_conditional'))"],
+        cwd=clone, env=environment, capture_output=True, text=True, timeout=120)
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    assert os.path.realpath(probe.stdout.strip()) == str(clone / "flags" / "mlp_conditional.flags")
+
+
 @pytest.mark.slow
 def test_a_wheel_in_a_fresh_venv_trains_a_preset_from_an_empty_folder(tmp_path):
     """pip wheel, a new venv with nothing but the wheel and its dependencies, no checkout."""

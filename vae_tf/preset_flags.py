@@ -15,11 +15,14 @@ SUFFIX = ".flags"
 
 
 def presets_dir():
-    """The folder of the preset flagfiles (a Traversable of the installed package)."""
-    try:
-        return importlib.resources.files("vae_tf.presets")
-    except ModuleNotFoundError:  # a source checkout on sys.path, not installed
+    """The folder of the preset flagfiles: the `flags/` of the checkout vae_tf was imported
+    from, else the installed package's (a Traversable). A second checkout run from its own
+    folder, beside an editable install of another, reads its own presets."""
+    checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if os.path.isfile(os.path.join(checkout, "setup.cfg")) and os.path.isdir(
+            os.path.join(checkout, "flags")):
         return importlib.resources.files("vae_tf").joinpath(os.pardir, "flags")
+    return importlib.resources.files("vae_tf.presets")
 
 
 def names() -> list:
