@@ -7,7 +7,7 @@ opening comment is its one-line description.
 """
 
 import importlib.resources
-import os
+import pathlib
 
 from vae_tf.errors import ConfigError
 
@@ -18,10 +18,9 @@ def presets_dir():
     """The folder of the preset flagfiles: the `flags/` of the checkout vae_tf was imported
     from, else the installed package's (a Traversable). A second checkout run from its own
     folder, beside an editable install of another, reads its own presets."""
-    checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    if os.path.isfile(os.path.join(checkout, "setup.cfg")) and os.path.isdir(
-            os.path.join(checkout, "flags")):
-        return importlib.resources.files("vae_tf").joinpath(os.pardir, "flags")
+    checkout = pathlib.Path(__file__).resolve().parent.parent
+    if (checkout / "setup.cfg").is_file() and (checkout / "flags").is_dir():
+        return checkout / "flags"
     return importlib.resources.files("vae_tf.presets")
 
 
