@@ -103,9 +103,12 @@ def test_a_signal_outside_training_steps_ends_in_one_line_leaving_nothing_half_w
                f"--data_dir={tiny_data_dir}", f"--model_dir={model_dir}", "--epochs=1",
                "--steps_per_epoch=2", "--noprogress_bar"]
     # A cache of its own, so that tuning measures rather than reads an earlier choice.
+    # SIGINT at its default in the run, as at a terminal: a suite started in the background
+    # (`make test &`) hands its children SIGINT ignored, and Python then keeps it ignored.
     process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True,
-                               env=_environment(VAE_TF_CACHE_DIR=str(tmp_path / "cache")))
+                               env=_environment(VAE_TF_CACHE_DIR=str(tmp_path / "cache")),
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         _until(str(model_dir / marker), process, time.monotonic() + TIMEOUT)
         process.send_signal(signum)
