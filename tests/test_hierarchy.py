@@ -188,6 +188,7 @@ def test_a_two_layer_run_trains_draws_its_figures_and_is_evaluated(tiny_data_dir
         "--latent_layers=2", "--latent_layer_units=8", "--prior=vamp", "--prior_components=5",
         "--batch_size=32", "--epochs=1", "--steps_per_epoch=5", "--figures_every=1",
         "--noprogress_bar", "--nojit_compile", "--steps_per_execution=1",
+        "--noexport",  # the export of a two-layer model: the test above
         f"--data_dir={tiny_data_dir}", f"--model_dir={tmp_path / 'run'}"))
     figures = sorted(path.name for path in (tmp_path / "run" / "figures").iterdir())
     # z = [z1, z2] is two-dimensional, so the latent plane is drawn too.

@@ -89,14 +89,6 @@ def test_a_wheel_in_a_fresh_venv_trains_a_preset_from_an_empty_folder(tmp_path):
     assert "epoch 1: test loss" in result.stdout
     # The run went into the empty folder, from the installed package, not from a checkout.
     assert sorted(os.listdir(empty)) == ["runs"]
-    probe = subprocess.run(
-        [str(venv / "bin" / "python"), "-c",
-         "import vae_tf, vae_tf.preset_flags as p; print(vae_tf.__file__); "
-         "print(p.path('mlp_conditional'))"],
-        cwd=empty, env=environment, capture_output=True, text=True, timeout=300)
-    assert probe.returncode == 0, probe.stderr[-2000:]
-    for line in probe.stdout.split():
-        assert line.startswith(str(venv)) and not line.startswith(REPO_ROOT)
     # The latent explorer of the installed package serves that run's page and decodes.
     (run,) = os.listdir(empty / "runs")
     explore = subprocess.Popen(
@@ -115,9 +107,11 @@ def test_a_wheel_in_a_fresh_venv_trains_a_preset_from_an_empty_folder(tmp_path):
         explore.terminate()
         explore.wait(timeout=60)
     assert explore.returncode == 143  # SIGTERM: one line, as every command
-    # From Python, in five lines: train the CVAE preset, save it as .keras ...
+    # From Python, after a line naming where vae_tf and its presets came from, in five
+    # lines: train the CVAE preset, save it as .keras ...
     snippet = (
-        "import vae_tf\n"
+        "import vae_tf, vae_tf.preset_flags as p\n"
+        "print('from', vae_tf.__file__, p.path('mlp_conditional'))\n"
         f"config = vae_tf.Config.from_preset('mlp_cvae', epochs=1, data_dir={str(data)!r}, "
         "model_dir='runs/py', progress_bar=False)\n"
         "model = vae_tf.train(config)\n"
@@ -139,3 +133,8 @@ def test_a_wheel_in_a_fresh_venv_trains_a_preset_from_an_empty_folder(tmp_path):
                                     timeout=900)
         assert run_python.returncode == 0, run_python.stderr[-3000:]
         assert expected in run_python.stdout, run_python.stdout
+        # The package and its presets came from the venv, not from a checkout.
+        origins = [line for line in run_python.stdout.splitlines() if line.startswith("from ")]
+        assert len(origins) == (code is snippet), run_python.stdout
+        for path in " ".join(origins).split()[1:]:
+            assert path.startswith(str(venv)) and not path.startswith(REPO_ROOT), origins
