@@ -40,9 +40,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	    echo "error: '$(PYTHON) -m venv' failed; install python3-venv, or pass PYTHON=<a python with venv>."; \
 	    exit 1; }; \
 	fi
-	@# --no-compile: Python compiles each module it imports the first time; compiling all of
-	@# TensorFlow's up front took about a third of the install.
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-compile -e '.[test]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	@touch $@
 
 data:

@@ -56,7 +56,11 @@ def test_a_second_checkout_reads_its_own_presets_not_the_installed_ones(tmp_path
                     ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(os.path.join(REPO_ROOT, "flags"), clone / "flags")
     shutil.copy(os.path.join(REPO_ROOT, "setup.cfg"), clone / "setup.cfg")
-    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    # PYTHONDONTWRITEBYTECODE is dropped too: with pip's --no-compile below, the venv's
+    # Python compiles what it imports once and keeps it, as a user's would, instead of
+    # compiling TensorFlow afresh in each of its processes.
+    environment = {key: value for key, value in os.environ.items()
+                   if key not in ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE")}
     probe = subprocess.run(
         [sys.executable, "-c", "import vae_tf.preset_flags as p; print(p.path('mlp_conditional'))"],
         cwd=clone, env=environment, capture_output=True, text=True, timeout=120)
@@ -71,7 +75,11 @@ def test_a_wheel_in_a_fresh_venv_trains_a_preset_from_an_empty_folder(tmp_path):
     empty.mkdir()
     # Nothing of a checkout may leak in: a PYTHONPATH naming one would make pip see
     # vae_tf as installed already.
-    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    # PYTHONDONTWRITEBYTECODE is dropped too: with pip's --no-compile below, the venv's
+    # Python compiles what it imports once and keeps it, as a user's would, instead of
+    # compiling TensorFlow afresh in each of its processes.
+    environment = {key: value for key, value in os.environ.items()
+                   if key not in ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE")}
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels),
                     REPO_ROOT], check=True, timeout=600, env=environment)
     (wheel,) = wheels.glob("vae_tf-*.whl")
