@@ -56,11 +56,7 @@ def test_a_second_checkout_reads_its_own_presets_not_the_installed_ones(tmp_path
                     ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(os.path.join(REPO_ROOT, "flags"), clone / "flags")
     shutil.copy(os.path.join(REPO_ROOT, "setup.cfg"), clone / "setup.cfg")
-    # PYTHONDONTWRITEBYTECODE is dropped too: with pip's --no-compile below, the venv's
-    # Python compiles what it imports once and keeps it, as a user's would, instead of
-    # compiling TensorFlow afresh in each of its processes.
-    environment = {key: value for key, value in os.environ.items()
-                   if key not in ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE")}
+    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     probe = subprocess.run(
         [sys.executable, "-c", "import vae_tf.preset_flags as p; print(p.path('mlp_conditional'))"],
         cwd=clone, env=environment, capture_output=True, text=True, timeout=120)
