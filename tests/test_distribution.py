@@ -198,9 +198,11 @@ def test_two_workers_killed_after_an_in_epoch_checkpoint_resume_at_its_step(
     processes = _start_two_workers(tiny_data_dir, model_dir, tmp_path, args)
     try:
         deadline = time.monotonic() + TIMEOUT
-        # An in-epoch checkpoint of epoch 2: ckpt-N with N = 40 + step.
-        while not [name for name in (os.listdir(in_epoch) if in_epoch.is_dir() else [])
-                   if re.fullmatch(r"ckpt-(5|6|7)0\.index", name)]:
+        # An in-epoch checkpoint of epoch 2, ckpt-N with N = 40 + step, as its manager has
+        # recorded it: the record is written once the files are whole, while ckpt-N.index
+        # appears as the write begins, so a kill timed by the index alone can land mid-write
+        # (the run then rightly resumes after epoch 1).
+        while not re.search(r"ckpt-(5|6|7)0$", tf.train.latest_checkpoint(in_epoch) or ""):
             assert time.monotonic() < deadline, "no in-epoch checkpoint of epoch 2"
             assert all(process.poll() is None for process in processes), \
                 processes[0].stderr.read()[-3000:]
