@@ -236,14 +236,15 @@ def test_sigterm_saves_an_in_epoch_checkpoint_exits_143_and_resumes_there(tiny_d
 RESUMED_KINDS = {
     "conv with dropout": ["--arch=conv", "--conv_filters=16,16,16", "--dropout=0.2",
                           "--z_dim=2"],
-    "dynamic binarisation": ["--arch=mlp", "--encoder_layers=2048", "--decoder_layers=2048",
-                             "--z_dim=4", "--binarize=dynamic", "--likelihood=bernoulli"],
-    "steps_per_execution 5": ["--arch=mlp", "--encoder_layers=2048", "--decoder_layers=2048",
-                              "--z_dim=4", "--steps_per_execution=5"],
-    # Killed in epoch 2, which trains at 0.0003: the restore sets --learning_rate, so the
-    # resumed part of the epoch must get the dropped rate back from the scheduler.
-    "learning-rate drops": ["--arch=mlp", "--encoder_layers=2048", "--decoder_layers=2048",
-                            "--z_dim=4", "--learning_rate_drops=1:0.0003,2:0.0001"],
+    # Three things one run holds (a run each took 27 s of the suite): binary pixels drawn
+    # per batch; five steps per call into the compiled step; and, killed in epoch 2, which
+    # trains at 0.0003, the restore sets --learning_rate, so the resumed part of the epoch
+    # must get the dropped rate back from the scheduler. (Resumed batches drawn with the
+    # noise of batch 0 on, or a resumed epoch without the scheduler, each fail it.)
+    "dynamic binarisation, steps_per_execution 5, learning-rate drops": [
+        "--arch=mlp", "--encoder_layers=2048", "--decoder_layers=2048", "--z_dim=4",
+        "--binarize=dynamic", "--likelihood=bernoulli", "--steps_per_execution=5",
+        "--learning_rate_drops=1:0.0003,2:0.0001"],
     # A resumed run trains in two `fit` calls; Keras would load the average into the weights
     # at the end of the first, so the rest of the epochs would train on from the average.
     # With a flow, too: its steps and the encoder's context head are in the checkpoint.
