@@ -17,8 +17,8 @@ def _train(*args, timeout=300):
                           text=True, timeout=timeout, cwd=REPO_ROOT, env=environment)
 
 
-def _error_lines(result):
-    return [line for line in result.stderr.splitlines() if line.startswith("error:")]
+def _error_lines(stderr):
+    return [line for line in stderr.splitlines() if line.startswith("error:")]
 
 
 def test_train_command_runs_an_epoch_and_reports_where_it_wrote(tiny_data_dir, tmp_path):
@@ -111,8 +111,7 @@ def bad_flag_runs(tmp_path_factory):
 def test_bad_flags_fail_with_one_line_before_any_work(index, bad_flag_runs):
     returncode, stderr, made_model_dir = bad_flag_runs[index]
     assert returncode == 1
-    assert [line for line in stderr.splitlines() if line.startswith("error:")] == [
-        BAD_FLAGS[index][1]]
+    assert _error_lines(stderr) == [BAD_FLAGS[index][1]]
     assert "Traceback" not in stderr and "FATAL" not in stderr
     assert not made_model_dir
 
@@ -125,7 +124,7 @@ def test_corrupt_data_file_fails_with_one_line_naming_it(tiny_data_dir, tmp_path
     (folder / "t10k-images-idx3-ubyte.gz").write_bytes(b"garbage")
     result = _train(f"--data_dir={folder}", f"--model_dir={tmp_path / 'run'}")
     assert result.returncode == 1
-    [line] = _error_lines(result)
+    [line] = _error_lines(result.stderr)
     assert line.startswith(f"error: {folder}/t10k-images-idx3-ubyte.gz: not a readable gzip")
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "run").exists()
@@ -134,7 +133,7 @@ def test_corrupt_data_file_fails_with_one_line_naming_it(tiny_data_dir, tmp_path
 def test_missing_data_dir_is_an_error_not_a_fallback(tmp_path):
     result = _train("--data_dir=/nonexistent", f"--model_dir={tmp_path / 'r'}", timeout=120)
     assert result.returncode == 1
-    assert _error_lines(result) == [
+    assert _error_lines(result.stderr) == [
         "error: --data_dir=/nonexistent holds none of the IDX files of fashion_mnist "
         "(train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
         "t10k-labels-idx1-ubyte.gz), nor does /nonexistent/fashion_mnist/."]
@@ -151,8 +150,9 @@ def test_model_dir_that_cannot_be_created_is_named(tiny_data_dir, tmp_path):
     blocker.write_text("")
     result = _train(f"--data_dir={tiny_data_dir}", f"--model_dir={blocker}/run", timeout=120)
     assert result.returncode == 1
-    assert _error_lines(result) == [f"error: --model_dir={blocker}/run cannot be created (Not a "
-                                    f"directory); choose a writable --model_dir."]
+    assert _error_lines(result.stderr) == [
+        f"error: --model_dir={blocker}/run cannot be created (Not a directory); choose a "
+        f"writable --model_dir."]
 
 
 @pytest.mark.parametrize("command", ["export", "evaluate", "visualize"])
@@ -166,7 +166,7 @@ def test_commands_on_a_run_without_a_checkpoint_fail_in_one_line(command, tmp_pa
                                  f"--model_dir={model_dir}"], capture_output=True, text=True,
                                 timeout=120, cwd=REPO_ROOT, env=environment)
         assert result.returncode == 1, result.stderr[-2000:]
-        [line] = _error_lines(result)
+        [line] = _error_lines(result.stderr)
         assert str(model_dir) in line and expected in line, line
         assert "Traceback" not in result.stderr
     assert os.listdir(empty) == []
