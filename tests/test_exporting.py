@@ -310,6 +310,32 @@ def test_an_interrupted_export_leaves_the_previous_one_whole(exported, monkeypat
     assert [name for name in os.listdir(result.model_dir) if name.startswith(".saved_model")] == []
 
 
+@pytest.mark.parametrize("write", [
+    lambda model, run: exporting.export_model(model, parse_config("--arch=conv", "--z_dim=2"),
+                                              run, overwrite=True, version=1),
+    lambda model, run: exporting.export_keras(model, run, version=1, overwrite=True),
+    lambda model, run: exporting.export_tflite(model, run),
+], ids=["saved_model", "keras", "tflite"])
+def test_a_signal_just_as_the_staging_folder_is_made_leaves_none_behind(exported, write,
+                                                                          monkeypatch):
+    # SIGTERM's handler raises at the next bytecode, which can be the one right after the
+    # staging folder's mkdir, before any `try` that would remove it has begun.
+    result = exported["conv"]
+    before = sorted(os.listdir(result.model_dir))
+    make_folder = os.mkdir
+
+    def interrupted_mkdir(path, *args, **kwargs):
+        make_folder(path, *args, **kwargs)
+        if os.path.dirname(os.path.abspath(path)) == os.path.abspath(result.model_dir):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "mkdir", interrupted_mkdir)
+    with pytest.raises(KeyboardInterrupt):
+        write(result.model, result.model_dir)
+    monkeypatch.undo()
+    assert sorted(os.listdir(result.model_dir)) == before
+
+
 # Runs one export in a fresh process up to the moment the new SavedModel is written; from
 # there on the export only renames, links and removes files, which a forked child can carry
 # on without TensorFlow. Child N is SIGKILLed at the N-th change to the files (each rename,

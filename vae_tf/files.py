@@ -5,6 +5,7 @@ vae_tf keeps its cache."""
 import contextlib
 import errno
 import os
+import secrets
 import shutil
 
 from vae_tf.errors import DiskFullError, UnwritableError
@@ -93,6 +94,23 @@ def write_atomically(path: str, write, suffix: str = ".tmp") -> str:
         if os.path.exists(temporary):
             os.remove(temporary)
     return path
+
+
+@contextlib.contextmanager
+def staging_folder(parent: str, prefix: str):
+    """A new folder `<parent>/<prefix><random>` for the block, removed with whatever is
+    left in it when the block ends, however it ends.
+
+    Unlike `tempfile.mkdtemp` before a `try`, the name is chosen before the folder is
+    made, so a signal that raises between making the folder and entering the block
+    (SIGTERM, Ctrl-C) cannot leave it behind.
+    """
+    path = os.path.join(parent, prefix + secrets.token_hex(4))
+    try:
+        os.mkdir(path, 0o700)
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def write_text_atomically(path: str, text: str) -> str:

@@ -31,16 +31,13 @@ outside the classes decodes to NaN images instead of failing.
 
 import json
 import os
-import shutil
-import tempfile
 
 import keras
 import tensorflow as tf
 
 import vae_tf
-from vae_tf import compat
+from vae_tf import compat, files
 from vae_tf.errors import ConfigError, RunDirError
-from vae_tf.files import write_atomically
 from vae_tf.run import layout, run_dir
 from vae_tf.run.layout import CURRENT, EXPORT_DIR
 
@@ -219,8 +216,7 @@ def export_model(model, config, model_dir: str, overwrite: bool = False,
     if os.path.exists(target) and not overwrite:
         raise RunDirError(f"{target} already exists; pass --overwrite to replace it with an "
                           f"export of the latest checkpoint.")
-    staging = tempfile.mkdtemp(prefix=f".{EXPORT_DIR}.", dir=model_dir)
-    try:
+    with files.staging_folder(model_dir, f".{EXPORT_DIR}.") as staging:
         saved = os.path.join(staging, "model")
         serving_archive(model).write_out(saved, verbose=False)
         os.makedirs(os.path.join(saved, "assets"), exist_ok=True)
@@ -232,8 +228,6 @@ def export_model(model, config, model_dir: str, overwrite: bool = False,
         else:
             os.rename(saved, target)
         _point_at_newest(base)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
@@ -248,13 +242,10 @@ def export_keras(model, model_dir: str, version: int, overwrite: bool = False) -
     if os.path.exists(target) and not overwrite:
         raise RunDirError(f"{target} already exists; pass --overwrite to replace it with the "
                           f"latest checkpoint's model.")
-    staging = tempfile.mkdtemp(prefix=".keras.", dir=model_dir)
-    try:
+    with files.staging_folder(model_dir, ".keras.") as staging:
         written = os.path.join(staging, "vae.keras")
         model.save(written)
         os.replace(written, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
@@ -345,7 +336,7 @@ def export_tflite(model, model_dir: str, quantize: str = "none") -> str:
     # signature, with its input and output names, for the TFLite interpreter.
     module = tf.Module()
     module.decode = tflite_decoder(model)
-    with tempfile.TemporaryDirectory(prefix=".tflite.", dir=model_dir) as staging:
+    with files.staging_folder(model_dir, ".tflite.") as staging:
         tf.saved_model.save(module, staging,
                             signatures={"decode": module.decode.get_concrete_function()})
         converter = tf.lite.TFLiteConverter.from_saved_model(staging, signature_keys=["decode"])
@@ -357,4 +348,4 @@ def export_tflite(model, model_dir: str, quantize: str = "none") -> str:
         with open(path, "wb") as stream:
             stream.write(flatbuffer)
 
-    return write_atomically(os.path.join(model_dir, name), write)
+    return files.write_atomically(os.path.join(model_dir, name), write)
