@@ -4,7 +4,11 @@
 
 - `term_in_test`: SIGTERM to itself when epoch 1's test evaluation begins;
 - `term_twice`: the same, then a second SIGTERM at the evaluation's next batch,
-  after which it writes `<model_dir>/survived` if it is still alive a second later.
+  after which it writes `<model_dir>/survived` if it is still alive a second later;
+- `lost_term`: SIGTERM to itself just before training, whose exception is then lost, as
+  when it is raised inside Python code that TensorFlow's C++ called back;
+- `int_as_type_error`: SIGINT to itself just before training, whose KeyboardInterrupt
+  comes out as the bare TypeError TensorFlow's nest utilities made of it once.
 
 The signals go through the operating system to this process, as a scheduler's
 would; only their timing comes from inside, where the test evaluation can be seen.
@@ -39,6 +43,18 @@ class SignalAtTest(keras.callbacks.Callback):
                 stream.write("the second SIGTERM did not end the process\n")
 
 
+def signal_lost_or_turned(mode: str) -> None:
+    from vae_tf.errors import Terminated
+
+    try:
+        os.kill(os.getpid(), signal.SIGTERM if mode == "lost_term" else signal.SIGINT)
+        time.sleep(1.0)  # the handler raises here
+    except Terminated:
+        pass  # lost
+    except KeyboardInterrupt:
+        raise TypeError() from None
+
+
 def main():
     mode, args = sys.argv[1], sys.argv[2:]
     model_dir = next(arg.split("=", 1)[1] for arg in args if arg.startswith("--model_dir="))
@@ -49,8 +65,14 @@ def main():
     train = importlib.import_module("vae_tf.train")  # the command's module, not vae_tf.train()
 
     plain = training.train_and_evaluate
-    training.train_and_evaluate = lambda config: plain(
-        config, observers=(SignalAtTest(mode, model_dir),))
+
+    def train_and_evaluate(config):
+        if mode in ("lost_term", "int_as_type_error"):
+            signal_lost_or_turned(mode)
+            return plain(config)
+        return plain(config, observers=(SignalAtTest(mode, model_dir),))
+
+    training.train_and_evaluate = train_and_evaluate
     sys.argv = ["vae_tf.train", *args]
     train.entry_point()
 

@@ -69,6 +69,25 @@ def test_a_second_sigterm_ends_the_process_at_once(tiny_data_dir, tmp_path):
     assert not (model_dir / "survived").exists()
 
 
+@pytest.mark.parametrize("mode, code, line", [
+    ("lost_term", 143, STOPPED.format("what was written before is kept whole")),
+    ("int_as_type_error", 130, "vae_tf: interrupted. The checkpoint of the last completed "
+                               "epoch is kept; run the same command again to resume."),
+])
+def test_a_signal_whose_exception_is_lost_or_turned_still_ends_the_command(
+        mode, code, line, tiny_data_dir, tmp_path):
+    # A signal raised inside Python code that TensorFlow's C++ calls back can vanish (the
+    # run would train on) or come out as a bare TypeError (a traceback and exit 1).
+    model_dir = tmp_path / "run"
+    result = _signalling(mode, *FAST, f"--data_dir={tiny_data_dir}",
+                         f"--model_dir={model_dir}", "--epochs=2", "--steps_per_epoch=4",
+                         "--noprogress_bar")
+    assert result.returncode == code, result.stderr[-2000:]
+    assert _vae_tf_lines(result.stderr)[-1:] == [line], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert not glob.glob(str(model_dir / "checkpoints" / "ckpt-*"))  # no epoch trained
+
+
 def _until(path_pattern, process, deadline):
     while not glob.glob(path_pattern):
         if process.poll() is not None:

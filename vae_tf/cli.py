@@ -17,7 +17,7 @@ import sys  # noqa: E402
 
 from absl import app, flags, logging  # noqa: E402
 
-from vae_tf import preset_flags  # noqa: E402
+from vae_tf import preset_flags, stop_signals  # noqa: E402
 from vae_tf.config import AUTO, AUTO_BOOL, AUTO_INT, Config  # noqa: E402
 from vae_tf.errors import ConfigError, Preempted, Terminated, VaeTfError  # noqa: E402
 
@@ -171,16 +171,16 @@ def run(main) -> None:
                 raise
             _fail(str(error))
         except KeyboardInterrupt:
-            print("\nvae_tf: interrupted. The checkpoint of the last completed epoch is kept; run "
-                  "the same command again to resume.", file=sys.stderr)
-            sys.exit(EXIT_INTERRUPTED)
+            _exit_on_signal(signal.SIGINT)
         except (Preempted, Terminated) as stop:
-            where = getattr(stop, "where", None)
-            saved = (f"saved a checkpoint at {where}" if where else
-                     "what was written before is kept whole")
-            print(f"vae_tf: stopped by SIGTERM; {saved}. Run the same command again to resume.",
-                  file=sys.stderr)
-            sys.exit(EXIT_TERMINATED)
+            _exit_on_signal(signal.SIGTERM, getattr(stop, "where", None))
+        except Exception:
+            # The exception a signal raises inside Python code that TensorFlow's C++ called
+            # (its nest utilities, say) can come out as another one, a bare TypeError: the
+            # signal, not that error, is what ended the command.
+            if stop_signals.first() and flags.FLAGS.verbosity < 1:
+                _exit_on_signal(stop_signals.first())
+            raise
 
     def parse(argv):
         try:
@@ -194,6 +194,18 @@ def run(main) -> None:
     app.run(guarded_main, flags_parser=parse)
 
 
+def _exit_on_signal(signum: int, where=None) -> None:
+    """Ends the command after SIGINT or SIGTERM with its one line and 130 or 143."""
+    if signum == signal.SIGINT:
+        print("\nvae_tf: interrupted. The checkpoint of the last completed epoch is kept; run "
+              "the same command again to resume.", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
+    saved = f"saved a checkpoint at {where}" if where else "what was written before is kept whole"
+    print(f"vae_tf: stopped by SIGTERM; {saved}. Run the same command again to resume.",
+          file=sys.stderr)
+    sys.exit(EXIT_TERMINATED)
+
+
 def _stop_on_signals() -> None:
     """SIGTERM and Ctrl-C at any moment end the command with one line and 143 or 130.
 
@@ -201,12 +213,14 @@ def _stop_on_signals() -> None:
     saves a checkpoint first and restores these handlers after `fit`); outside
     them (loading, tuning, figures, export, evaluation) the signal raises
     where the program is, and every file vae_tf writes is written whole or not
-    at all. After the first signal both go back to their default action, so a
+    at all; `stop_signals` keeps it for the places where that exception gets lost.
+    After the first signal both go back to their default action, so a
     second one ends the process at once.
     """
     def stop(signum, frame):
         for handled in (signal.SIGINT, signal.SIGTERM):
             signal.signal(handled, signal.SIG_DFL)
+        stop_signals.record(signum)
         raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
     for signum in (signal.SIGINT, signal.SIGTERM):

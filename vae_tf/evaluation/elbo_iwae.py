@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vae_tf import files, log
+from vae_tf import files, log, stop_signals
 from vae_tf.config import AUTO
 from vae_tf.data import pipelines, sources
 from vae_tf.figures import inspection
@@ -129,6 +129,7 @@ def evaluate_model(model, config, images: np.ndarray, labels: np.ndarray, num_sa
     totals = {"reconstruction": 0.0, "kl": 0.0, "log_px": 0.0}
     bar = keras.utils.Progbar(len(images), unit_name="image") if progress else None
     for start in range(0, len(images), batch_size):
+        stop_signals.stop_if_received()
         batch = tf.constant(images[start:start + batch_size], tf.float32)
         # The ELBO of the training loss, from one seeded draw per image, unlabelled.
         epsilon = inspection.prior_z(len(batch), model.z_dim, seed + 1 + start)

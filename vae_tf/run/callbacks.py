@@ -25,7 +25,7 @@ import time
 import keras
 import tensorflow as tf
 
-from vae_tf import compat, log
+from vae_tf import compat, log, stop_signals
 from vae_tf.errors import Preempted, TrainingError
 from vae_tf.figures import inspection, per_epoch
 from vae_tf.model import losses
@@ -126,6 +126,7 @@ class StopOnSignal(keras.callbacks.Callback):
             self._stop(f"the end of epoch {epoch + 1}")
 
     def on_train_begin(self, logs=None):
+        stop_signals.stop_if_received()  # one whose exception was lost before training
         if threading.current_thread() is threading.main_thread():
             self.previous = {signum: signal.signal(signum, self._request)
                              for signum in self.SIGNALS}

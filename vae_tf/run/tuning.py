@@ -33,7 +33,7 @@ import time
 import keras
 import tensorflow as tf
 
-from vae_tf import files, log
+from vae_tf import files, log, stop_signals
 from vae_tf.config import AUTO
 from vae_tf.data import pipelines
 from vae_tf.files import write_text_atomically
@@ -142,6 +142,7 @@ def seconds_per_step(config, dataset, jit_compile: bool, steps_per_execution: in
     for _ in range(TRIAL_REPEATS):
         start = time.perf_counter()
         for _ in range(calls):
+            stop_signals.stop_if_received()
             model.train_function(iterator)
         model.optimizer.iterations.numpy()  # waits for the last step
         timings.append((time.perf_counter() - start) / (calls * steps_per_execution))
