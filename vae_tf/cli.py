@@ -17,9 +17,10 @@ import sys  # noqa: E402
 
 from absl import app, flags, logging  # noqa: E402
 
-from vae_tf import preset_flags, stop_signals  # noqa: E402
+from vae_tf import preset_flags  # noqa: E402
 from vae_tf.config import AUTO, AUTO_BOOL, AUTO_INT, Config  # noqa: E402
 from vae_tf.errors import ConfigError, Preempted, Terminated, VaeTfError  # noqa: E402
+from vae_tf.run import stop_signals  # noqa: E402
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130

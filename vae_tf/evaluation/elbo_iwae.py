@@ -22,14 +22,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vae_tf import files, log, stop_signals
+from vae_tf import files, log
 from vae_tf.config import AUTO
 from vae_tf.data import pipelines, sources
 from vae_tf.figures import inspection
 from vae_tf.files import write_text_atomically
 from vae_tf.model import losses
 from vae_tf.model.iwae import importance_weighted_log_likelihood
-from vae_tf.run import checkpoints, layout, tuning
+from vae_tf.run import checkpoints, layout, stop_signals, tuning
 
 
 def model_functions(model, config):

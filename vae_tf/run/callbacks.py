@@ -25,11 +25,11 @@ import time
 import keras
 import tensorflow as tf
 
-from vae_tf import compat, log, stop_signals
+from vae_tf import compat, log
 from vae_tf.errors import Preempted, TrainingError
 from vae_tf.figures import inspection, per_epoch
 from vae_tf.model import losses
-from vae_tf.run import layout, run_dir
+from vae_tf.run import layout, run_dir, stop_signals
 
 
 class KLWarmup(keras.callbacks.Callback):

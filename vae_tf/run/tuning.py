@@ -33,11 +33,11 @@ import time
 import keras
 import tensorflow as tf
 
-from vae_tf import files, log, stop_signals
+from vae_tf import files, log
 from vae_tf.config import AUTO
 from vae_tf.data import pipelines
 from vae_tf.files import write_text_atomically
-from vae_tf.run import trainable
+from vae_tf.run import stop_signals, trainable
 from vae_tf.run.layout import TUNING_FILE
 
 # How long one candidate's timed steps take, at least, after its warm-up.
