@@ -33,9 +33,11 @@ def _environment(**extra):
 
 
 def _signalling(mode, *args):
+    # SIGINT at its default, as at a terminal (see below: a background suite ignores it).
     return subprocess.run(
         [sys.executable, os.path.join(REPO_ROOT, "tests", "signalling_run.py"), mode, *args],
-        capture_output=True, text=True, timeout=TIMEOUT, cwd=REPO_ROOT, env=_environment())
+        capture_output=True, text=True, timeout=TIMEOUT, cwd=REPO_ROOT, env=_environment(),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _vae_tf_lines(stderr):
