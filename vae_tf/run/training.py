@@ -11,7 +11,6 @@ order an uninterrupted run would have had.
 import dataclasses
 import math
 import os
-import shutil
 import tempfile
 from typing import Optional
 
@@ -156,26 +155,22 @@ def train_and_evaluate(config: Config, observers: tuple = ()) -> TrainResult:
                           f"{strategy.num_replicas_in_sync} replicas of --strategy="
                           f"{config.strategy}; use a multiple of "
                           f"{strategy.num_replicas_in_sync}.")
-    lock = scratch = None
-    if chief:
-        with files.reporting_full_disk(config.resolved_model_dir()):
-            model_dir = run_dir.prepare(config)  # only now, so bad data leaves no folder behind
-            lock = run_lock.acquire(model_dir)
-    else:
-        model_dir = config.resolved_model_dir()
-        scratch = tempfile.mkdtemp(prefix="vae_tf-worker-")
+    if not chief:
+        with files.staging_folder(tempfile.gettempdir(), "vae_tf-worker-") as scratch:
+            with files.reporting_full_disk(scratch):
+                return _train(config, strategy, dataset, config.resolved_model_dir(), scratch,
+                              observers)
+    with files.reporting_full_disk(config.resolved_model_dir()):
+        model_dir = run_dir.prepare(config)  # only now, so bad data leaves no folder behind
+        lock = run_lock.acquire(model_dir)
     try:
-        with files.reporting_full_disk(scratch or model_dir):
-            if chief:
-                _refuse_lost_checkpoints(model_dir)
-                run_dir.write_data_spec(dataset, model_dir)
-                checkpoints.remove_interrupted_writes(model_dir)
-            return _train(config, strategy, dataset, model_dir, scratch, observers)
+        with files.reporting_full_disk(model_dir):
+            _refuse_lost_checkpoints(model_dir)
+            run_dir.write_data_spec(dataset, model_dir)
+            checkpoints.remove_interrupted_writes(model_dir)
+            return _train(config, strategy, dataset, model_dir, None, observers)
     finally:
-        if lock:
-            run_lock.release(lock)
-        if scratch:
-            shutil.rmtree(scratch, ignore_errors=True)
+        run_lock.release(lock)
 
 
 def _refuse_lost_checkpoints(model_dir: str) -> None:
