@@ -222,7 +222,7 @@ def _stop_on_signals() -> None:
         for handled in (signal.SIGINT, signal.SIGTERM):
             signal.signal(handled, signal.SIG_DFL)
         stop_signals.record(signum)
-        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+        stop_signals.stop_if_received()
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         if signum == signal.SIGTERM or signal.getsignal(signum) is signal.default_int_handler:
