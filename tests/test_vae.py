@@ -72,6 +72,21 @@ def test_conv_layers_follow_the_tutorial():
     assert [d.strides for d in deconvs] == [(2, 2), (1, 1), (1, 1)]
 
 
+@pytest.mark.parametrize("strides,grid", [([2, 2], (7, 7)), ([2, 1], (14, 14))])
+def test_a_deep_seed_decoder_reaches_28x28_through_convolutions(strides, grid):
+    # --decoder_seed_channels: the ConvHVAE's decoder, a seed of C channels sized by the
+    # strides, and a transposed conv (not Flatten -> Dense(784)) for the logits.
+    decoder = networks.conv_decoder(64, filters=[8, 16], kernel_size=4, strides=strides,
+                                    leaky_relu_slope=0.3, dropout=0.0, image_shape=(28, 28, 1),
+                                    seed_channels=4)
+    assert decoder(tf.zeros((2, 10))).shape == (2, 28, 28, 1)
+    assert not decoder.dense_output
+    assert isinstance(decoder.output_layer, keras.layers.Conv2DTranspose)
+    reshape = next(layer for layer in decoder.body if isinstance(layer, keras.layers.Reshape))
+    assert reshape.target_shape == grid + (4,)
+    assert decoder.count_params() < 100_000  # no dense layer of 784 outputs per feature
+
+
 @pytest.mark.parametrize("arch", ["mlp", "conv"])
 def test_classifier_and_conditional_decoder_shapes(arch):
     config = _small(arch, classifier_weight=1.0)

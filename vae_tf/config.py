@@ -109,6 +109,11 @@ class Config:
     decoder_dense_units: int = _field(24, "Width of the conv decoder's first Dense layer, "
                                       "before Dense(49) and the 7x7x1 reshape (--arch=conv).",
                                       identity=True)
+    decoder_seed_channels: int = _field(
+        0, "Channels of the conv decoder's seed image, which also picks its output layer: 0, "
+        "the tutorial's one channel (at 28x28x1 flattened into Dense(784)); C, a seed of C "
+        "channels and a transposed-conv output at every image size (--arch=conv).",
+        identity=True)
     leaky_relu_slope: float = _field(0.3, "Negative slope of the conv layers' leaky ReLU.")
     dropout: float = _field(0.2, "Dropout rate after each conv layer during training "
                             "(--arch=conv); 0 turns it off.")
@@ -310,13 +315,12 @@ class Config:
             value = getattr(self, f.name)
             if choices and choices != AUTO_INT and value not in choices:
                 raise ConfigError(f"--{f.name}={value} is not one of {', '.join(choices)}.")
-        _require(self.z_dim >= 1, "z_dim", self.z_dim, "must be at least 1")
-        _require(self.epochs >= 1, "epochs", self.epochs, "must be at least 1")
+        for name in ("z_dim", "epochs", "batch_size", "eval_batch_size", "flow_units",
+                     "prior_components", "latent_layer_units", "keep_checkpoints",
+                     "conv_kernel_size", "decoder_dense_units"):
+            _require(getattr(self, name) >= 1, name, getattr(self, name), "must be at least 1")
         _require(self.steps_per_epoch >= 0, "steps_per_epoch", self.steps_per_epoch,
                  "must be 0 (one pass over the data) or more")
-        _require(self.batch_size >= 1, "batch_size", self.batch_size, "must be at least 1")
-        _require(self.eval_batch_size >= 1, "eval_batch_size", self.eval_batch_size,
-                 "must be at least 1")
         schedules.parse_drops(self.learning_rate_drops)  # raises ConfigError naming the flag
         _require(self.learning_rate > 0, "learning_rate", self.learning_rate,
                  "must be positive")
@@ -331,17 +335,12 @@ class Config:
                  "must be in [0, 1)")
         _require(self.flow_steps >= 0, "flow_steps", self.flow_steps,
                  "must be 0 (no flow) or more")
-        _require(self.flow_units >= 1, "flow_units", self.flow_units, "must be at least 1")
-        _require(self.prior_components >= 1, "prior_components", self.prior_components,
-                 "must be at least 1")
         if self.prior == "vamp" and (self.flow_steps or self.conditional):
             raise ConfigError("--prior=vamp mixes the Gaussian posteriors of unlabelled "
                               "pseudo-inputs: use it with --flow_steps=0 and "
                               "--classifier_weight=0.")
         _require(self.latent_layers in (1, 2), "latent_layers", self.latent_layers,
                  "must be 1 or 2")
-        _require(self.latent_layer_units >= 1, "latent_layer_units", self.latent_layer_units,
-                 "must be at least 1")
         if self.latent_layers == 2 and (self.flow_steps or self.conditional):
             raise ConfigError("--latent_layers=2 takes neither a flow nor a classifier: use it "
                               "with --flow_steps=0 and --classifier_weight=0.")
@@ -358,8 +357,6 @@ class Config:
                  "must be 0 (no figures) or more")
         _require(self.checkpoint_every_steps >= 0, "checkpoint_every_steps",
                  self.checkpoint_every_steps, "must be 0 (every 10 minutes) or more")
-        _require(self.keep_checkpoints >= 1, "keep_checkpoints", self.keep_checkpoints,
-                 "must be at least 1")
         _require(0 < self.test_fraction < 1, "test_fraction", self.test_fraction,
                  "must be between 0 and 1")
         _require(0 <= self.figures_budget <= 1, "figures_budget", self.figures_budget,
@@ -370,15 +367,13 @@ class Config:
                  "image_size", ",".join(map(str, self.image_size)),
                  "must be HEIGHT,WIDTH or SIZE, in pixels")
         _require(bool(self.dataset), "dataset", self.dataset, "must name a data set")
-        _require(self.conv_kernel_size >= 1, "conv_kernel_size", self.conv_kernel_size,
-                 "must be at least 1")
         for name in ("encoder_layers", "decoder_layers", "classifier_layers", "conv_filters",
                      "encoder_strides", "decoder_strides"):
             values = getattr(self, name)
             _require(bool(values) and all(v >= 1 for v in values), name,
                      ",".join(map(str, values)), "needs one or more positive integers")
-        _require(self.decoder_dense_units >= 1, "decoder_dense_units",
-                 self.decoder_dense_units, "must be at least 1")
+        _require(self.decoder_seed_channels >= 0, "decoder_seed_channels",
+                 self.decoder_seed_channels, "must be 0 (the tutorial's decoder) or more")
         if self.condition_on == "label" and not self.conditional:
             raise ConfigError("--condition_on=label needs --classifier_weight above 0: the "
                               "classifier labels the images that come without a label.")

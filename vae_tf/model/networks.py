@@ -163,15 +163,16 @@ def conv_encoder(z_dim: int, scale: str, filters, kernel_size: int, strides,
     return Encoder(body + [keras.layers.Flatten()], z_dim, scale, context_units, **kwargs)
 
 
-def seed_grid(image_shape, strides) -> tuple:
+def seed_grid(image_shape, strides, tutorial: bool = True) -> tuple:
     """(height, width) of the conv decoder's seed image.
 
     At 28x28x1 it is the tutorial's 7x7, whose transposed convs are flattened
-    into a dense layer of 784 logits. At any other shape it is the image size
-    divided by the product of the decoder's strides (rounded up), so that the
-    transposed convs reach at least the image size, then cropped to it.
+    into a dense layer of 784 logits. At any other shape, or without the
+    `tutorial` decoder, it is the image size divided by the product of the
+    decoder's strides (rounded up), so that the transposed convs reach at least
+    the image size, then cropped to it.
     """
-    if tuple(image_shape) == MNIST_IMAGE_SHAPE:
+    if tutorial and tuple(image_shape) == MNIST_IMAGE_SHAPE:
         return 7, 7
     upsampling = math.prod(strides)
     return -(-image_shape[0] // upsampling), -(-image_shape[1] // upsampling)
@@ -179,23 +180,27 @@ def seed_grid(image_shape, strides) -> tuple:
 
 def conv_decoder(dense_units: int, filters, kernel_size: int, strides,
                  leaky_relu_slope: float, dropout: float, image_shape, seed: int = 0,
-                 **kwargs) -> Decoder:
+                 seed_channels: int = 0, **kwargs) -> Decoder:
     """The tutorial's decoder: Dense(dense_units) -> Dense(seed grid) -> Conv2DTranspose.
 
     Dropout follows every transposed conv but the last, as in the tutorial. At
     28x28x1 the output is the tutorial's Flatten -> Dense(784); at other shapes
     a Conv2DTranspose with one filter per channel, which keeps the weights of
     large and colour images in the conv kernels rather than in a dense layer of
-    H*W*C outputs per feature.
+    H*W*C outputs per feature. `seed_channels` C >= 1 makes the seed image C
+    channels deep and ends in that Conv2DTranspose at every shape, 28x28x1
+    included: the decoder of a ConvHVAE, whose z reaches the pixels through
+    convolutions rather than through a 49-value seed and one dense layer.
     """
     leaky = keras.layers.LeakyReLU(negative_slope=leaky_relu_slope)
-    grid = seed_grid(image_shape, strides)
+    grid = seed_grid(image_shape, strides, tutorial=not seed_channels)
+    channels = seed_channels or 1
     body = [keras.layers.Dense(dense_units, activation=leaky),
-            keras.layers.Dense(grid[0] * grid[1], activation=leaky),
-            keras.layers.Reshape(grid + (1,))]
+            keras.layers.Dense(grid[0] * grid[1] * channels, activation=leaky),
+            keras.layers.Reshape(grid + (channels,))]
     body += conv_layers(keras.layers.Conv2DTranspose, filters, kernel_size, strides, "relu",
                         dropout, seed, dropout_after=range(len(filters) - 1))
-    if tuple(image_shape) == MNIST_IMAGE_SHAPE:
+    if tuple(image_shape) == MNIST_IMAGE_SHAPE and not seed_channels:
         return Decoder(body + [keras.layers.Flatten()], image_shape, **kwargs)
     output_layer = keras.layers.Conv2DTranspose(image_shape[-1], kernel_size, padding="same",
                                                 dtype="float32", name="logits")

@@ -347,7 +347,7 @@ def _conv_parts(config, image_shape):
                            context_units=_context_units(config), **conv)
     decoder = conv_decoder(config.decoder_dense_units, strides=config.decoder_strides,
                            image_shape=image_shape, seed=config.seed + 101, name="decoder",
-                           **conv)
+                           seed_channels=config.decoder_seed_channels, **conv)
     return encoder, decoder
 
 
