@@ -4,6 +4,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 
@@ -11,10 +12,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from vae_tf.config import AUTO
 from vae_tf.data import pipelines, sources
-from vae_tf.evaluation import elbo_iwae
+from vae_tf.errors import Terminated
+from vae_tf.evaluation import elbo_iwae, part_done
 from vae_tf.model import priors
-from vae_tf.run import checkpoints, training
+from vae_tf.run import checkpoints, stop_signals, training
 
 from conftest import REPO_ROOT, SETTLED, parse_config
 
@@ -394,3 +397,56 @@ def test_record_keeps_every_evaluation_and_points_evaluation_json_at_the_newest(
     assert [kept[name] for name in sorted(kept, key=lambda n: "-K5000" not in n)] == [
         costly, quick, quick]
     assert json.load(open(model_dir / "evaluation.json")) == quick
+
+
+def test_a_stopped_evaluation_resumes_where_it_stopped_and_ends_at_the_same_number(
+        trained, tmp_path, monkeypatch):
+    """K = 5000 on a conv HVAE takes hours: a SIGTERM must not cost the images done."""
+    run = str(tmp_path / "run")
+    shutil.copytree(trained["hvae_vamp"], run)
+    shape = dict(num_examples=40, num_samples=16, batch_size=7, chunk_size=5,
+                 jit_compile="false", progress=False, judged=False)
+    whole = elbo_iwae.evaluate_run(run, **shape)
+    progress_file = part_done.path(run, 16, 40)
+    assert whole["resumed_at_image"] == 0 and not os.path.exists(progress_file)
+
+    # A stop signal before the fourth batch; only the stop, not the timer, saves the sums.
+    monkeypatch.setattr(part_done, "SAVE_SECONDS", 1e9)
+    checks = []
+
+    def stop_before_the_fourth_batch():
+        checks.append(1)
+        if len(checks) == 4:
+            raise Terminated()
+    monkeypatch.setattr(stop_signals, "stop_if_received", stop_before_the_fourth_batch)
+    with pytest.raises(Terminated):
+        elbo_iwae.evaluate_run(run, **shape)
+    assert json.load(open(progress_file))["start"] == 21
+    checks.clear()
+    monkeypatch.setattr(stop_signals, "stop_if_received", lambda: checks.append(1))
+
+    # The rerun, with the call shape left to `auto` and nothing measured yet, keeps the
+    # stopped evaluation's shape and ends at the uninterrupted number, bit for bit.
+    monkeypatch.setenv("VAE_TF_CACHE_DIR", str(tmp_path / "cache"))
+    resumed = elbo_iwae.evaluate_run(run, **dict(shape, batch_size=AUTO, chunk_size=AUTO,
+                                                 jit_compile="auto"))
+    assert resumed["resumed_at_image"] == 21 and len(checks) == 3  # images 21 to 39
+    assert (resumed["iwae_batch_size"], resumed["iwae_chunk_size"]) == (7, 5)
+    for name in ("nll_iwae_nats", "elbo_nats", "reconstruction_nats", "kl_nats"):
+        assert resumed[name] == whole[name], name
+    assert not os.path.exists(progress_file)  # recorded, so no longer needed
+    assert not os.path.exists(tmp_path / "cache")
+
+    # Sums of other weights (a run trained on since) are not resumed.
+    checks.clear()
+    monkeypatch.setattr(stop_signals, "stop_if_received", stop_before_the_fourth_batch)
+    with pytest.raises(Terminated):
+        elbo_iwae.evaluate_run(run, **shape)
+    monkeypatch.setattr(stop_signals, "stop_if_received", lambda: None)
+    stale = json.load(open(progress_file))
+    stale["identity"]["weights_sha256"] = "0" * 64
+    stale["totals"] = {name: 0.0 for name in stale["totals"]}
+    with open(progress_file, "w") as stream:
+        json.dump(stale, stream)
+    afresh = elbo_iwae.evaluate_run(run, **shape)
+    assert afresh["resumed_at_image"] == 0 and afresh["nll_iwae_nats"] == whole["nll_iwae_nats"]

@@ -4,7 +4,8 @@ Reports the test ELBO (with the analytic KL), the importance-weighted estimate
 of -log p(x) with --iw_samples samples per image, and bits per dimension, with
 a progress bar; prints them, then keeps them in <model_dir>/evaluations/ (one file
 per evaluation, so none is lost), in <model_dir>/evaluation.json (the newest) and
-in TensorBoard.
+in TensorBoard. A stopped evaluation resumes where it stopped when run again
+(`vae_tf.evaluation.part_done`).
 """
 
 import json

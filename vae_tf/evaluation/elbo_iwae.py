@@ -25,6 +25,7 @@ import tensorflow as tf
 from vae_tf import files, log
 from vae_tf.config import AUTO
 from vae_tf.data import pipelines, sources
+from vae_tf.evaluation import part_done
 from vae_tf.figures import inspection
 from vae_tf.files import write_text_atomically
 from vae_tf.model import losses
@@ -120,26 +121,42 @@ def iwae_settings(model, config, spec, images: np.ndarray, num_samples: int,
 
 def evaluate_model(model, config, images: np.ndarray, labels: np.ndarray, num_samples: int,
                    batch_size: int = 100, chunk_size: int = 500, seed: int = 0,
-                   progress: bool = True, jit_compile: bool = False) -> dict:
+                   progress: bool = True, jit_compile: bool = False, resume: dict = None,
+                   saver=None) -> dict:
     """The test ELBO and IWAE bound of `images` [N, H, W, C] float32 in [0, 1].
 
-    Bits per dimension divide the negative log-likelihood by H*W*C*log(2).
+    Bits per dimension divide the negative log-likelihood by H*W*C*log(2). `resume`
+    ({"start", "totals"} of `vae_tf.evaluation.part_done`) carries on from a stopped
+    evaluation; `saver` (a `part_done.Saver`) is given the sums after each batch, and
+    the last sums however the loop ends.
     """
     estimate = iwae_function(model, config, num_samples, chunk_size, jit_compile)
-    totals = {"reconstruction": 0.0, "kl": 0.0, "log_px": 0.0}
-    bar = keras.utils.Progbar(len(images), unit_name="image") if progress else None
-    for start in range(0, len(images), batch_size):
-        stop_signals.stop_if_received()
-        batch = tf.constant(images[start:start + batch_size], tf.float32)
-        # The ELBO of the training loss, from one seeded draw per image, unlabelled.
-        epsilon = inspection.prior_z(len(batch), model.z_dim, seed + 1 + start)
-        outputs = model(batch, training=False, noise=epsilon)
-        totals["reconstruction"] -= float(tf.reduce_sum(losses.log_likelihood(
-            model.likelihood, batch, outputs.logits, model.decoder_std)))
-        totals["kl"] += float(tf.reduce_sum(model.kl_divergence(outputs)))
-        totals["log_px"] += float(tf.reduce_sum(estimate(batch, tf.constant(seed + start))))
-        if bar is not None:
-            bar.add(len(batch))
+    done = resume["start"] if resume else 0
+    totals = dict(resume["totals"]) if resume else {"reconstruction": 0.0, "kl": 0.0,
+                                                     "log_px": 0.0}
+    bar = keras.utils.Progbar(len(images) - done, unit_name="image") \
+        if progress and done < len(images) else None
+    try:
+        for start in range(done, len(images), batch_size):
+            stop_signals.stop_if_received()
+            batch = tf.constant(images[start:start + batch_size], tf.float32)
+            # The ELBO of the training loss, from one seeded draw per image, unlabelled.
+            epsilon = inspection.prior_z(len(batch), model.z_dim, seed + 1 + start)
+            outputs = model(batch, training=False, noise=epsilon)
+            terms = {  # the batch's sums, added to the totals together
+                "reconstruction": -float(tf.reduce_sum(losses.log_likelihood(
+                    model.likelihood, batch, outputs.logits, model.decoder_std))),
+                "kl": float(tf.reduce_sum(model.kl_divergence(outputs))),
+                "log_px": float(tf.reduce_sum(estimate(batch, tf.constant(seed + start))))}
+            totals = {name: totals[name] + terms[name] for name in totals}
+            done = start + len(batch)
+            if saver is not None:
+                saver.save(done, totals)
+            if bar is not None:
+                bar.add(len(batch))
+    finally:
+        if saver is not None:
+            saver.save(done, totals, force=True)
     count = len(images)
     num_pixels = int(np.prod(images.shape[1:]))
     nll = -totals["log_px"] / count
@@ -183,7 +200,9 @@ def record(model_dir: str, result: dict) -> str:
     No evaluation is lost to a later one (a K = 5000 estimate of hours under a
     quick K = 4 check, say): each is kept as `evaluations/<time>-K<k>.json`, and
     an evaluation.json written before that folder existed is first kept there
-    too. A folder that cannot be written (read-only, full) is one line.
+    too. The part-done sums it was resumed from, if any, are then removed
+    (`vae_tf.evaluation.part_done`). A folder that cannot be written (read-only, full)
+    is one line.
     Returns the new file's path.
     """
     folder = os.path.join(model_dir, layout.EVALUATIONS_DIR)
@@ -191,7 +210,8 @@ def record(model_dir: str, result: dict) -> str:
     text = json.dumps(result, indent=2, sort_keys=True)
     with files.reporting_unwritable(model_dir, "the evaluation printed above"):
         os.makedirs(folder, exist_ok=True)
-        if os.path.isfile(newest) and not os.listdir(folder):
+        finished = [name for name in os.listdir(folder) if name.endswith(".json")]
+        if os.path.isfile(newest) and not finished:
             with open(newest) as stream:
                 earlier = json.load(stream)
             stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(os.path.getmtime(newest)))
@@ -207,6 +227,8 @@ def record(model_dir: str, result: dict) -> str:
                 if key in result:
                     tf.summary.scalar(key, result[key], step=result.get("epoch", 0))
         writer.close()
+        if "iw_samples" in result and "num_examples" in result:
+            part_done.discard(model_dir, result["iw_samples"], result["num_examples"])
     return path
 
 
@@ -236,17 +258,32 @@ def evaluate_run(model_dir: str, num_examples: int = 0, num_samples: int = 5000,
     test = pipelines.prepare_test_split(dataset.test, config.binarize)
     count = num_examples or len(test)
     images = test.float_images(count)
+    ident = part_done.identity(state.model, images, num_samples, config.seed)
+    kept = part_done.load(model_dir, ident)
+    if kept:  # the stopped evaluation's call shape, where no other is asked for
+        batch_size, chunk_size, jit_compile = (
+            kept[name] if given in (AUTO, "auto") else given for name, given in
+            zip(part_done.SETTINGS, (batch_size, chunk_size, jit_compile)))
     settings = iwae_settings(state.model, config, dataset.spec, images, num_samples,
                              batch_size, chunk_size, jit_compile)
+    if kept and any(kept[name] != settings[name] for name in part_done.SETTINGS):
+        log.info("IWAE: another call shape than the stopped evaluation's was asked for; "
+                 "starting afresh.")
+        kept = None
     if settings["how"] != "as given":
         log.info(f"IWAE: {settings['batch_size']} images x {settings['chunk_size']} samples "
                  f"per call, XLA {'on' if settings['jit_compile'] == 'true' else 'off'} "
                  f"({settings['how']}).")
+    if kept:
+        log.info(f"IWAE: resuming a stopped evaluation at image {kept['start']:,} of "
+                 f"{count:,} ({part_done.path(model_dir, num_samples, count)}).")
     start = time.perf_counter()
     result = evaluate_model(state.model, config, images, test.labels[:count], num_samples,
                             settings["batch_size"], settings["chunk_size"], config.seed,
-                            progress, settings["jit_compile"] == "true")
+                            progress, settings["jit_compile"] == "true", resume=kept,
+                            saver=part_done.Saver(model_dir, ident, settings))
     result.update(evaluation_seconds=time.perf_counter() - start,
+                  resumed_at_image=kept["start"] if kept else 0,
                   **{f"iwae_{name}": value for name, value in settings.items()})
     result.update(epoch=state.completed_epochs, dataset=config.dataset,
                   decoder_std=config.decoder_std if config.likelihood == "gaussian" else None)

@@ -10,7 +10,8 @@
       tensorboard/             train/, test/, figures/ (images, graph, projector), evaluation/
       figures/                 PNGs and GIFs; history/: the arrays of each epoch's figures
       saved_model/             the exported versions 1, 2, ...; current: the newest
-      evaluation.json          the newest evaluation; evaluations/: every one
+      evaluation.json          the newest evaluation; evaluations/: every one, and
+                               in_progress/: the sums of one stopped part-way
       vae-<epoch>.keras        `vae-tf-export --format=keras`
 """
 
@@ -33,6 +34,7 @@ EXPORT_DIR = "saved_model"
 CURRENT = "current"  # in EXPORT_DIR: the one link naming the newest version
 EVALUATION_FILE = "evaluation.json"
 EVALUATIONS_DIR = "evaluations"
+EVALUATIONS_IN_PROGRESS_DIR = os.path.join(EVALUATIONS_DIR, "in_progress")
 
 
 def keras_file(epoch: int) -> str:
