@@ -90,8 +90,10 @@ class Saver:
 
 
 def discard(model_dir: str, num_samples: int, count: int) -> None:
-    """Removes the progress of a finished evaluation, if any."""
+    """Removes the progress of a finished evaluation, if any, and its folder once empty."""
+    file = path(model_dir, num_samples, count)
     try:
-        os.remove(path(model_dir, num_samples, count))
-    except FileNotFoundError:
+        os.remove(file)
+        os.rmdir(os.path.dirname(file))
+    except (FileNotFoundError, OSError):  # none kept; others still in the folder
         pass
