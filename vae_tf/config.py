@@ -182,6 +182,11 @@ class Config:
         "", "Lower the learning rate after chosen epochs: EPOCH:RATE pairs, comma-separated; "
         "120:0.0003,180:0.0001 trains epochs 1-120 at --learning_rate, 121-180 at 0.0003 and "
         "the rest at 0.0001. Empty: --learning_rate throughout.")
+    train_iw_samples: int = _field(
+        1, "Train on the importance-weighted bound with K draws of z per image (Burda et al., "
+        "2016) instead of the ELBO (K = 1); each step decodes K times as much. It may change "
+        "on resume, to fine-tune an ELBO-trained run. metrics.csv's training loss is then the "
+        "negative bound, its test loss still the negative ELBO.")
     seed: int = _field(0, "Seed of the weights, the test split drawn by --test_fraction, the "
                        "data order, dropout and the latent noise; the same seed gives the same "
                        "run. Part of the run: a rerun with another seed is refused.",
@@ -317,24 +322,21 @@ class Config:
                 raise ConfigError(f"--{f.name}={value} is not one of {', '.join(choices)}.")
         for name in ("z_dim", "epochs", "batch_size", "eval_batch_size", "flow_units",
                      "prior_components", "latent_layer_units", "keep_checkpoints",
-                     "conv_kernel_size", "decoder_dense_units"):
+                     "conv_kernel_size", "decoder_dense_units", "train_iw_samples"):
             _require(getattr(self, name) >= 1, name, getattr(self, name), "must be at least 1")
-        _require(self.steps_per_epoch >= 0, "steps_per_epoch", self.steps_per_epoch,
-                 "must be 0 (one pass over the data) or more")
+        for name, zero in _AT_LEAST_ZERO.items():
+            _require(getattr(self, name) >= 0, name, getattr(self, name),
+                     f"must be {zero} or more")
+        if self.train_iw_samples > 1 and self.conditional:
+            raise ConfigError(f"--train_iw_samples={self.train_iw_samples} weighs draws of z "
+                              f"alone: use it with --classifier_weight=0.")
         schedules.parse_drops(self.learning_rate_drops)  # raises ConfigError naming the flag
         _require(self.learning_rate > 0, "learning_rate", self.learning_rate,
                  "must be positive")
-        _require(self.beta >= 0, "beta", self.beta, "must be 0 or more")
-        _require(self.kl_warmup_epochs >= 0, "kl_warmup_epochs", self.kl_warmup_epochs,
-                 "must be 0 or more")
         _require(self.decoder_std > 0, "decoder_std", self.decoder_std, "must be positive")
-        _require(self.classifier_weight >= 0, "classifier_weight", self.classifier_weight,
-                 "must be 0 (no classifier) or more")
         _require(0 <= self.dropout < 1, "dropout", self.dropout, "must be in [0, 1)")
         _require(0 <= self.dense_dropout < 1, "dense_dropout", self.dense_dropout,
                  "must be in [0, 1)")
-        _require(self.flow_steps >= 0, "flow_steps", self.flow_steps,
-                 "must be 0 (no flow) or more")
         if self.prior == "vamp" and (self.flow_steps or self.conditional):
             raise ConfigError("--prior=vamp mixes the Gaussian posteriors of unlabelled "
                               "pseudo-inputs: use it with --flow_steps=0 and "
@@ -346,23 +348,12 @@ class Config:
                               "with --flow_steps=0 and --classifier_weight=0.")
         _require(0 <= self.ema_momentum < 1, "ema_momentum", self.ema_momentum,
                  "must be in [0, 1) (0: no averaging)")
-        _require(self.leaky_relu_slope >= 0, "leaky_relu_slope", self.leaky_relu_slope,
-                 "must be 0 or more")
         _require(self.steps_per_execution >= 0, "steps_per_execution",
                  self.steps_per_execution, "must be auto or at least 1")
-        for name in ("intra_op_threads", "inter_op_threads"):
-            _require(getattr(self, name) >= 0, name, getattr(self, name),
-                     "must be 0 (TensorFlow's default) or more")
-        _require(self.figures_every >= 0, "figures_every", self.figures_every,
-                 "must be 0 (no figures) or more")
-        _require(self.checkpoint_every_steps >= 0, "checkpoint_every_steps",
-                 self.checkpoint_every_steps, "must be 0 (every 10 minutes) or more")
         _require(0 < self.test_fraction < 1, "test_fraction", self.test_fraction,
                  "must be between 0 and 1")
         _require(0 <= self.figures_budget <= 1, "figures_budget", self.figures_budget,
                  "must be between 0 (no limit) and 1")
-        _require(self.memory_budget_mb >= 0, "memory_budget_mb", self.memory_budget_mb,
-                 "must be 0 (a quarter of the memory) or more")
         _require(len(self.image_size) <= 2 and all(v >= 1 for v in self.image_size),
                  "image_size", ",".join(map(str, self.image_size)),
                  "must be HEIGHT,WIDTH or SIZE, in pixels")
@@ -372,8 +363,6 @@ class Config:
             values = getattr(self, name)
             _require(bool(values) and all(v >= 1 for v in values), name,
                      ",".join(map(str, values)), "needs one or more positive integers")
-        _require(self.decoder_seed_channels >= 0, "decoder_seed_channels",
-                 self.decoder_seed_channels, "must be 0 (the tutorial's decoder) or more")
         if self.condition_on == "label" and not self.conditional:
             raise ConfigError("--condition_on=label needs --classifier_weight above 0: the "
                               "classifier labels the images that come without a label.")
@@ -388,6 +377,17 @@ class Config:
                     f"--{name} has {len(getattr(self, name))} entries but --conv_filters has "
                     f"{len(self.conv_filters)}; give one stride per conv layer.")
         return self
+
+
+# The settings that may be 0, with what 0 means.
+_AT_LEAST_ZERO = {
+    "steps_per_epoch": "0 (one pass over the data)", "beta": "0", "kl_warmup_epochs": "0",
+    "classifier_weight": "0 (no classifier)", "flow_steps": "0 (no flow)",
+    "leaky_relu_slope": "0", "intra_op_threads": "0 (TensorFlow's default)",
+    "inter_op_threads": "0 (TensorFlow's default)", "figures_every": "0 (no figures)",
+    "checkpoint_every_steps": "0 (every 10 minutes)",
+    "memory_budget_mb": "0 (a quarter of the memory)",
+    "decoder_seed_channels": "0 (the tutorial's decoder)"}
 
 
 def _require(condition: bool, flag: str, value: Any, requirement: str) -> None:

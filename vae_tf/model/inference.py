@@ -157,7 +157,7 @@ class InferenceMethods:
         """The mean of p(x|z) in [0, 1] of decoder outputs, as the likelihood defines it."""
         return losses.likelihood_named(self.likelihood).mean(logits)
 
-    def decoder_log_likelihood(self, images, z):
+    def decoder_log_likelihood(self, images, z, training=False):
         """log p(x|z) of unlabelled images [B, H, W, C] at z [C, B, Z] -> [C, B], normalised.
 
         The conditioning (the classifier's class probabilities, or its predicted label) is
@@ -168,7 +168,7 @@ class InferenceMethods:
         condition = self.condition(images)
         if condition is not None:
             z = tf.concat([z, tf.tile(condition, [count, 1])], axis=-1)
-        logits = self.decoder(z, training=False)
+        logits = self.decoder(z, training=training)
         tiled = tf.tile(images, [count, 1, 1, 1])
         return tf.reshape(losses.log_likelihood(self.likelihood, tiled, logits,
                                                 self.decoder_std), [count, batch])

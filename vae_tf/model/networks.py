@@ -241,14 +241,16 @@ class Sampling(keras.layers.Layer):
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def call(self, z_mean, z_log_var):
-        shape = tf.shape(z_mean)  # [B, Z], this replica's part of the batch
+        return reparameterize(z_mean, z_log_var, self.noise(tf.shape(z_mean)))
+
+    def noise(self, shape):
+        """N(0, I) noise of `shape` [..., B, Z], B this replica's part of the batch."""
         context = tf.distribute.get_replica_context()
         replicas = context.num_replicas_in_sync if context is not None else 1
         if replicas == 1:
-            epsilon = keras.random.normal(shape, seed=self.seed_generator)
-        else:
-            whole = keras.random.normal(tf.stack([shape[0] * replicas, shape[1]]),
-                                        seed=self.seed_generator)  # [R * B, Z]
-            replica = tf.cast(context.replica_id_in_sync_group, tf.int32)
-            epsilon = whole[replica * shape[0]:(replica + 1) * shape[0]]
-        return reparameterize(z_mean, z_log_var, epsilon)
+            return keras.random.normal(shape, seed=self.seed_generator)
+        batch = shape[-2]
+        whole = keras.random.normal(tf.concat([shape[:-2], [batch * replicas], shape[-1:]], 0),
+                                    seed=self.seed_generator)  # [..., R * B, Z]
+        replica = tf.cast(context.replica_id_in_sync_group, tf.int32)
+        return whole[..., replica * batch:(replica + 1) * batch, :]

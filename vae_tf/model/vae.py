@@ -3,7 +3,7 @@
 z is drawn with the reparameterisation trick, z = z_mean + exp(z_log_var / 2) * eps,
 eps ~ N(0, I) (Kingma and Welling, 2014, arXiv:1312.6114), then, with a flow or a
 second stochastic layer, mapped on; the VAE minimises the negative ELBO of
-`vae_tf.model.losses`. The networks are `vae_tf.model.networks`'; the priors `vae_tf.model.priors`'.
+`vae_tf.model.losses` (or the importance-weighted bound, `iwae.training_terms`). The networks are `vae_tf.model.networks`'; the priors `vae_tf.model.priors`'.
 With an auxiliary classifier the model is conditional: the classifier's softmax is
 concatenated to z before decoding, and generating class k feeds the one-hot vector
 of k instead. docs/design.md shows how the parts fit.
@@ -17,7 +17,7 @@ import keras
 import tensorflow as tf
 
 from vae_tf import compat
-from vae_tf.model import hierarchy, losses, priors
+from vae_tf.model import hierarchy, iwae, losses, priors
 from vae_tf.model.flows import InverseAutoregressiveFlow
 from vae_tf.model.inference import InferenceMethods
 from vae_tf.model.networks import (
@@ -122,6 +122,7 @@ class VAE(InferenceMethods, compat.SkipSymbolicBuildWhenBuilt, keras.Model):
         # Set each epoch by the KL warm-up callback; a variable, so compiled steps see it.
         self.kl_weight = keras.Variable(beta, trainable=False, dtype="float32",
                                         name="kl_weight")
+        self.train_iw_samples = 1  # --train_iw_samples, set by vae_tf.run.trainable.build
         self.trackers = [keras.metrics.Mean(name=name) for name in
                          ("loss", "reconstruction_loss", "kl_loss")]
         if self.classifier is not None:
@@ -301,8 +302,11 @@ class VAE(InferenceMethods, compat.SkipSymbolicBuildWhenBuilt, keras.Model):
         images, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
         images = as_float_images(images)  # the pipelines feed uint8
         with tf.GradientTape() as tape:
-            outputs = self(images, training=True, labels=labels)
-            terms = self.example_losses(images, labels, outputs)
+            if self.train_iw_samples > 1:  # the importance-weighted bound (no classifier)
+                outputs, terms = None, iwae.training_terms(self, images, self.train_iw_samples)
+            else:
+                outputs = self(images, training=True, labels=labels)
+                terms = self.example_losses(images, labels, outputs)
             # Summed over this replica's examples and divided by the global batch size
             # (this replica's times the replicas), so that the gradients tf.distribute
             # sums across replicas are those of the global batch's mean loss.

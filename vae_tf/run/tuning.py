@@ -65,7 +65,7 @@ def cache_key(config, spec) -> str:
     step = {name: value for name, value in dataclasses.asdict(config).items()
             if name in config.identity() or name in (
                 "batch_size", "steps_per_execution", "mixed_precision", "intra_op_threads",
-                "inter_op_threads", "dropout", "leaky_relu_slope")}
+                "inter_op_threads", "dropout", "leaky_relu_slope", "train_iw_samples")}
     for name in ("dataset", "seed"):  # the data matter only through their shape
         step.pop(name, None)
     described = {"cpu": cpu_model(), "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
