@@ -39,6 +39,9 @@ def test_defaults_are_valid():
     ({"encoder_strides": [2, 2]}, "--encoder_strides has 2 entries but --conv_filters has 3"),
     ({"intra_op_threads": -1}, "--intra_op_threads=-1 must be 0"),
     ({"mixed_precision": "float8"}, "--mixed_precision=float8 is not one of none, bfloat16"),
+    ({"train_iw_samples": 0}, "--train_iw_samples=0 must be at least 1"),
+    ({"train_iw_samples": 5, "classifier_weight": 1.0},
+     "--train_iw_samples=5 weighs draws of z alone: use it with --classifier_weight=0"),
 ])
 def test_each_impossible_value_names_its_flag(overrides, message):
     with pytest.raises(ConfigError, match=message) as error:

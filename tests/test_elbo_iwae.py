@@ -16,7 +16,7 @@ from vae_tf.config import AUTO
 from vae_tf.data import pipelines, sources
 from vae_tf.errors import Terminated
 from vae_tf.evaluation import elbo_iwae, part_done
-from vae_tf.model import priors
+from vae_tf.model import iwae, priors
 from vae_tf.run import checkpoints, stop_signals, training
 
 from conftest import REPO_ROOT, SETTLED, parse_config
@@ -378,6 +378,27 @@ def test_the_iwae_of_each_likelihood_and_the_classifier_matches_an_independent_e
     if state.model.conditional:
         direct = np.argmax(state.model.classifier(tf.constant(images), training=False), -1)
         assert result["classifier_accuracy"] == float(np.mean(direct == labels))
+
+
+@pytest.mark.parametrize("name", ["plain", "flow", "vamp", "hvae", "hvae_vamp"])
+def test_the_importance_weighted_training_loss_is_the_independent_estimate_of_its_draws(
+        trained, name, monkeypatch):
+    """--train_iw_samples: the loss of each image is -log (1/K) sum_k w_k of its K draws."""
+    config, state = checkpoints.restore_trained(trained[name])
+    model = state.model
+    dataset = sources.load_dataset(config.dataset, config.data_dir)
+    images = pipelines.prepare_test_split(dataset.test, config.binarize).float_images(12)
+    # The draws the independent estimate makes for one chunk of K samples with seed 0.
+    monkeypatch.setattr(model.sampling, "noise",
+                        lambda shape: tf.random.stateless_normal(shape, seed=[0, 0]))
+    terms = iwae.training_terms(model, tf.constant(images), 6)
+    independent = -_numpy_iwae(model, config, images, 6, 6)
+    np.testing.assert_allclose(terms["loss"].numpy(), independent, rtol=0, atol=0.05)
+    # Under the KL warm-up the weights' prior and posterior terms are scaled as the KL is.
+    model.kl_weight.assign(0.5)
+    one = iwae.training_terms(model, tf.constant(images), 1)
+    np.testing.assert_allclose(one["loss"], one["reconstruction_loss"] + 0.5 * one["kl_loss"],
+                               rtol=1e-6)
 
 
 def test_record_keeps_every_evaluation_and_points_evaluation_json_at_the_newest(tmp_path):

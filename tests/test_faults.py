@@ -259,6 +259,10 @@ RESUMED_KINDS = {
     "two stochastic layers": ["--arch=mlp", "--encoder_layers=2048", "--decoder_layers=2048",
                               "--z_dim=4", "--latent_layers=2", "--latent_layer_units=64",
                               "--prior=vamp", "--prior_components=50"],
+    # The importance-weighted bound draws [K, B, Z] noise from the sampling layer's state.
+    "importance-weighted training": ["--arch=mlp", "--encoder_layers=2048",
+                                     "--decoder_layers=2048", "--z_dim=4", "--latent_layers=2",
+                                     "--latent_layer_units=64", "--train_iw_samples=3"],
 }
 
 

@@ -3,7 +3,8 @@
 z is drawn with the reparameterisation trick, z = z_mean + exp(z_log_var / 2) * eps,
 eps ~ N(0, I) (Kingma and Welling, 2014, arXiv:1312.6114), then, with a flow or a
 second stochastic layer, mapped on; the VAE minimises the negative ELBO of
-`vae_tf.model.losses` (or the importance-weighted bound, `iwae.training_terms`). The networks are `vae_tf.model.networks`'; the priors `vae_tf.model.priors`'.
+`vae_tf.model.losses` (or the importance-weighted bound, `iwae.training_terms`). The
+networks are `vae_tf.model.networks`'; the priors `vae_tf.model.priors`'.
 With an auxiliary classifier the model is conditional: the classifier's softmax is
 concatenated to z before decoding, and generating class k feeds the one-hot vector
 of k instead. docs/design.md shows how the parts fit.
