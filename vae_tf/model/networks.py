@@ -6,8 +6,9 @@ the logits of p(x|z). Two architectures reproduce the tutorials: `mlp` (dense
 layers) and `conv` (three Conv2D with leaky ReLU and dropout; at 28x28x1 a decoder
 of Dense(24) -> Dense(49) -> 7x7x1 -> three Conv2DTranspose -> Dense(784), as the
 tutorial had; at any other image shape the transposed convs end in one of one
-filter per channel, from a seed grid sized by the decoder's strides). Both take
-images of any height, width and channel count. `Sampling` draws z from the
+filter per channel, from a seed grid sized by the decoder's strides; with
+`seed_channels`, a deep seed image and that ending at every shape, the ConvHVAE's
+decoder). Both take images of any height, width and channel count. `Sampling` draws z from the
 encoder's Gaussian with the reparameterisation trick.
 """
 
@@ -193,14 +194,15 @@ def conv_decoder(dense_units: int, filters, kernel_size: int, strides,
     convolutions rather than through a 49-value seed and one dense layer.
     """
     leaky = keras.layers.LeakyReLU(negative_slope=leaky_relu_slope)
-    grid = seed_grid(image_shape, strides, tutorial=not seed_channels)
-    channels = seed_channels or 1
+    tutorial = not seed_channels  # the tutorial's one-channel seed
+    grid = seed_grid(image_shape, strides, tutorial=tutorial)
+    channels = 1 if tutorial else seed_channels
     body = [keras.layers.Dense(dense_units, activation=leaky),
             keras.layers.Dense(grid[0] * grid[1] * channels, activation=leaky),
             keras.layers.Reshape(grid + (channels,))]
     body += conv_layers(keras.layers.Conv2DTranspose, filters, kernel_size, strides, "relu",
                         dropout, seed, dropout_after=range(len(filters) - 1))
-    if tuple(image_shape) == MNIST_IMAGE_SHAPE and not seed_channels:
+    if tuple(image_shape) == MNIST_IMAGE_SHAPE and tutorial:
         return Decoder(body + [keras.layers.Flatten()], image_shape, **kwargs)
     output_layer = keras.layers.Conv2DTranspose(image_shape[-1], kernel_size, padding="same",
                                                 dtype="float32", name="logits")
