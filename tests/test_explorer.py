@@ -103,20 +103,23 @@ def _open(browser, url):
 
 
 def _shown(page, z_text, label=""):
-    """The decoded image the page shows once it shows z (and label), uint8 [H, W, C]."""
-    page.wait_for_function(
-        "([z, label]) => { const image = document.getElementById('decoded');"
-        " return image.dataset.z === z && image.dataset.label === label && image.complete; }",
-        arg=[z_text, label])
-    rgba, width, height = page.evaluate("""() => {
+    """The decoded image the page shows once it shows z (and label), uint8 [H, W, C].
+
+    The check and the read are one function, run in one turn of the page's event loop:
+    read in a later call, the image could meanwhile be loading a newer answer, with no
+    pixels (as a loaded machine once showed).
+    """
+    rgba, width, height = page.wait_for_function("""([z, label]) => {
         const image = document.getElementById('decoded');
+        if (image.dataset.z !== z || image.dataset.label !== label || !image.complete
+            || image.naturalWidth === 0) return false;
         const canvas = document.createElement('canvas');
         canvas.width = image.naturalWidth; canvas.height = image.naturalHeight;
         const context = canvas.getContext('2d');
         context.drawImage(image, 0, 0);
         const pixels = context.getImageData(0, 0, canvas.width, canvas.height).data;
         return [Array.from(pixels), canvas.width, canvas.height];
-    }""")
+    }""", arg=[z_text, label]).json_value()
     return np.array(rgba, np.uint8).reshape(height, width, 4)
 
 
