@@ -251,7 +251,8 @@ def evaluate_run(model_dir: str, num_examples: int = 0, num_samples: int = 5000,
     `batch_size`, `chunk_size` and `jit_compile` of the IWAE estimate left at
     AUTO / "auto" are measured (`iwae_settings`). With `judged`, `vae_tf.evaluation.judge`
     also grades samples from the prior with a classifier trained apart from the
-    VAE (trained once per data set, then cached).
+    VAE (trained once per data set, then cached). A stopped evaluation of the same
+    weights, images and K resumes where it stopped (`vae_tf.evaluation.part_done`).
     """
     config, state = checkpoints.restore_trained(model_dir)
     dataset = sources.load_for(config, data_dir)
