@@ -94,8 +94,7 @@ def training_terms(model, images, num_samples: int) -> dict:
     sampled terms, for the training metrics. The draws come from the model's sampling
     layer, whose state the checkpoints keep, so a resumed run draws what it would have.
     """
-    z_mean, z_log_var, context = model.encoder(images, training=True, return_context=True)
-    z_mean, z_log_var = model.base(z_mean, z_log_var)
+    z_mean, z_log_var, context = model.posterior(images, training=True)
     epsilon = model.sampling.noise(tf.stack([num_samples, tf.shape(z_mean)[0],
                                              z_mean.shape[-1]]))  # [K, B, Z]
     log_likelihood, log_ratio = log_weight_terms(

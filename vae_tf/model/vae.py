@@ -252,13 +252,13 @@ class VAE(InferenceMethods, compat.SkipSymbolicBuildWhenBuilt, keras.Model):
         """Whether base draws go through `transform` (a flow or a second layer)."""
         return self.flow is not None or self.ladder is not None
 
-    def posterior(self, images):
+    def posterior(self, images, training=False):
         """(z_mean, z_log_var, context) of the base Gaussian of q(z|x) for unlabelled
         images; context None without a flow or second layer. Draws of
         N(z_mean, exp(z_log_var)) go through `transform`."""
         condition = self.condition(images) if self.condition_on == "label" else None
-        z_mean, z_log_var, context = self.encoder(images, training=False, condition=condition,
-                                                  return_context=True)
+        z_mean, z_log_var, context = self.encoder(images, training=training,
+                                                  condition=condition, return_context=True)
         return (*self.base(z_mean, z_log_var), context)
 
     def _one_hot(self, labels, class_logits):
