@@ -401,6 +401,26 @@ def test_the_importance_weighted_training_loss_is_the_independent_estimate_of_it
                                rtol=1e-6)
 
 
+@pytest.mark.parametrize("name", ["plain", "hvae_vamp"])
+def test_the_test_loss_of_importance_weighted_training_is_the_same_bound(
+        trained, name, monkeypatch):
+    """With --train_iw_samples=K, test_step reports the bound training minimises, at the
+    same K (so that loss and val_loss compare), not the ELBO."""
+    config, state = checkpoints.restore_trained(trained[name])
+    model = state.model
+    dataset = sources.load_dataset(config.dataset, config.data_dir)
+    test = pipelines.prepare_test_split(dataset.test, config.binarize)
+    images = test.float_images(12)
+    monkeypatch.setattr(model.sampling, "noise",
+                        lambda shape: tf.random.stateless_normal(shape, seed=[0, 0]))
+    model.train_iw_samples = 6
+    for tracker in model.trackers:
+        tracker.reset_state()
+    logs = model.test_step((tf.constant(images), tf.constant(test.labels[:12])))
+    independent = -_numpy_iwae(model, config, images, 6, 6)
+    assert float(logs["loss"]) == pytest.approx(independent.mean(), abs=0.05)
+
+
 def test_record_keeps_every_evaluation_and_points_evaluation_json_at_the_newest(tmp_path):
     """A quick K = 4 check after a K = 5000 evaluation of hours must not replace it."""
     model_dir = tmp_path / "run"

@@ -82,9 +82,10 @@ def log_weight_terms(log_likelihood_fn, inputs, z_mean, z_log_var, context, epsi
     return log_likelihood_fn(inputs, z), log_prior - log_q
 
 
-def training_terms(model, images, num_samples: int) -> dict:
+def training_terms(model, images, num_samples: int, training: bool = True) -> dict:
     """The importance-weighted objective of `model` (a `VAE` without a classifier) on
-    `images` [B, ...] with K = `num_samples` draws each, as terms [B] for `train_step`.
+    `images` [B, ...] with K = `num_samples` draws each, as terms [B] for `train_step`
+    (and, with `training` False, for `test_step`, so that the two losses compare).
 
     `loss` is -log (1/K) sum_k w_k, with log w_k = log p(x|z_k) + kl_weight (log p(z_k)
     - log q(z_k|x)): at kl_weight 1 (after any warm-up) the negative bound that
@@ -94,11 +95,11 @@ def training_terms(model, images, num_samples: int) -> dict:
     sampled terms, for the training metrics. The draws come from the model's sampling
     layer, whose state the checkpoints keep, so a resumed run draws what it would have.
     """
-    z_mean, z_log_var, context = model.posterior(images, training=True)
+    z_mean, z_log_var, context = model.posterior(images, training=training)
     epsilon = model.sampling.noise(tf.stack([num_samples, tf.shape(z_mean)[0],
                                              z_mean.shape[-1]]))  # [K, B, Z]
     log_likelihood, log_ratio = log_weight_terms(
-        lambda x, z: model.decoder_log_likelihood(x, z, training=True), images,
+        lambda x, z: model.decoder_log_likelihood(x, z, training=training), images,
         z_mean, z_log_var, [context] if model.transforms else [], epsilon,
         model.transform if model.transforms else None,
         None if model.standard_normal_prior else model.log_prior)  # [K, B] each

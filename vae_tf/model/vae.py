@@ -299,15 +299,19 @@ class VAE(InferenceMethods, compat.SkipSymbolicBuildWhenBuilt, keras.Model):
             self.accuracy.update_state(labels, outputs.class_logits)
         return compat.step_logs({tracker.name: tracker.result() for tracker in self.trackers})
 
+    def _objective(self, images, labels, training):
+        """(outputs, terms) of the training objective: the ELBO's, or with
+        --train_iw_samples=K > 1 the importance-weighted bound's (no classifier; outputs None)."""
+        if self.train_iw_samples > 1:
+            return None, iwae.training_terms(self, images, self.train_iw_samples, training)
+        outputs = self(images, training=training, labels=labels)
+        return outputs, self.example_losses(images, labels, outputs)
+
     def train_step(self, data):
         images, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
         images = as_float_images(images)  # the pipelines feed uint8
         with tf.GradientTape() as tape:
-            if self.train_iw_samples > 1:  # the importance-weighted bound (no classifier)
-                outputs, terms = None, iwae.training_terms(self, images, self.train_iw_samples)
-            else:
-                outputs = self(images, training=True, labels=labels)
-                terms = self.example_losses(images, labels, outputs)
+            outputs, terms = self._objective(images, labels, training=True)
             # Summed over this replica's examples and divided by the global batch size
             # (this replica's times the replicas), so that the gradients tf.distribute
             # sums across replicas are those of the global batch's mean loss.
@@ -322,8 +326,7 @@ class VAE(InferenceMethods, compat.SkipSymbolicBuildWhenBuilt, keras.Model):
     def test_step(self, data):
         images, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
         images = as_float_images(images)
-        outputs = self(images, training=False, labels=labels)
-        terms = self.example_losses(images, labels, outputs)
+        outputs, terms = self._objective(images, labels, training=False)
         return self._update_metrics(terms, labels, outputs)
 
 
