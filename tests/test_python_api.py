@@ -29,6 +29,7 @@ KINDS = {
                                "--ema_momentum=0.9"],
     "two layers, vamp prior": ["--arch=mlp", "--latent_layers=2", "--latent_layer_units=8",
                                "--prior=vamp", "--prior_components=5"],
+    "importance-weighted bound": ["--arch=mlp", "--train_iw_samples=3"],
 }
 
 
@@ -70,6 +71,15 @@ def test_a_keras_file_reloads_in_a_fresh_process_and_trains_on_as_the_original(k
     for index, variable in enumerate(model.variables):
         np.testing.assert_array_equal(reloaded[f"weight_{index}"], variable.numpy(),
                                       err_msg=variable.path)
+
+
+def test_a_model_trains_on_the_bound_its_config_names_and_a_keras_file_keeps_it(tmp_path):
+    """build_vae sets --train_iw_samples (not only the command's training), so a model
+    made from Python, or reloaded from `.keras`, trains on the same objective."""
+    model = _trained(KINDS["importance-weighted bound"])
+    assert model.train_iw_samples == 3
+    model.save(tmp_path / "vae.keras")
+    assert keras.saving.load_model(tmp_path / "vae.keras").train_iw_samples == 3
 
 
 def test_a_keras_users_checklist(tmp_path):

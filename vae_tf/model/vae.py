@@ -123,7 +123,7 @@ class VAE(InferenceMethods, compat.SkipSymbolicBuildWhenBuilt, keras.Model):
         # Set each epoch by the KL warm-up callback; a variable, so compiled steps see it.
         self.kl_weight = keras.Variable(beta, trainable=False, dtype="float32",
                                         name="kl_weight")
-        self.train_iw_samples = 1  # --train_iw_samples, set by vae_tf.run.trainable.build
+        self.train_iw_samples = 1  # --train_iw_samples, set by build_vae
         self.trackers = [keras.metrics.Mean(name=name) for name in
                          ("loss", "reconstruction_loss", "kl_loss")]
         if self.classifier is not None:
@@ -390,6 +390,7 @@ def build_vae(config, num_classes: int, image_shape=MNIST_IMAGE_SHAPE) -> VAE:
                     name="vae")
     finally:
         keras.config.set_dtype_policy(previous)
+    model.train_iw_samples = config.train_iw_samples
     model.build_settings = json.dumps({"config": dataclasses.asdict(config),
                                        "num_classes": num_classes,
                                        "image_shape": list(image_shape)})

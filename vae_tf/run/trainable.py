@@ -26,7 +26,6 @@ def build(config, spec) -> tuple:
         raise ValueError("decide --jit_compile and --steps_per_execution (vae_tf.run.tuning) "
                          "before building a trainable model")
     model: VAE = build_vae(config, spec.num_classes, spec.image_shape)
-    model.train_iw_samples = config.train_iw_samples
     adam = optimizers.make_adam(config.learning_rate, config.ema_momentum)
     model.compile(optimizer=adam, jit_compile=config.jit_compile == "true",
                   steps_per_execution=config.steps_per_execution)
