@@ -1,6 +1,7 @@
 """Shared fixtures: tiny IDX data sets, configurations, and the real data sets."""
 
 import gzip
+import logging
 import os
 
 import numpy as np
@@ -77,6 +78,19 @@ def judge_cache(tmp_path_factory):
         del os.environ["VAE_TF_CACHE_DIR"]
     else:
         os.environ["VAE_TF_CACHE_DIR"] = previous
+
+
+@pytest.fixture
+def tensorflow_log():
+    """The messages TensorFlow's Python logger passes to its handlers meanwhile."""
+    import tensorflow as tf
+
+    seen = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    tf.get_logger().addHandler(handler)
+    yield seen
+    tf.get_logger().removeHandler(handler)
 
 
 @pytest.fixture(scope="session")

@@ -95,3 +95,25 @@ def test_exchange_paths_swaps_two_folders_and_python_still_lacks_renameat2(tmp_p
     assert (tmp_path / "a" / "which").read_text() == "b"
     assert (tmp_path / "b" / "which").read_text() == "a"
     assert sorted(os.listdir(tmp_path)) == ["a", "b"]
+
+
+def _ten_functions_of(code):
+    """Ten tf.functions of one Python function, each traced once."""
+    for width in range(1, 11):
+        tf.function(code)(tf.zeros([width]))
+
+
+def _retracing(messages) -> list:
+    return [message for message in messages if compat.RETRACING_WARNING in message]
+
+
+def test_tensorflow_still_warns_of_retracing_for_functions_of_one_code_and_the_block_quiets_it(
+        tensorflow_log):
+    _ten_functions_of(lambda x: x * 2)
+    assert _retracing(tensorflow_log), (
+        "TensorFlow no longer counts traces per code object: drop compat.functions_of_one_code")
+    tensorflow_log.clear()
+    with compat.functions_of_one_code():
+        _ten_functions_of(lambda x: x * 3)  # another code, which TensorFlow has not warned of
+    assert not _retracing(tensorflow_log)
+    assert not tf.get_logger().filters  # and the block leaves the logger as it was

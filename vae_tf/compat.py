@@ -6,9 +6,11 @@ has a test per entry that fails when the entry is no longer needed or no
 longer works, so that it can be removed or mended rather than linger.
 """
 
+import contextlib
 import ctypes
 import errno
 import functools
+import logging
 import os
 
 import keras
@@ -138,3 +140,29 @@ def exchange_paths(first: str, second: str) -> None:
         os.rename(aside, second)
         raise
     os.rename(aside, first)
+
+
+# --- TensorFlow's "excessive retracing" warning counts traces per Python code object --------
+
+# tf.function keys its retracing statistics by the wrapped function's code object
+# (`_get_key_for_call_stats` in tensorflow/python/eager/polymorphic_function/
+# polymorphic_function.py), so several tf.functions made from one lambda, each traced
+# once (the IWAE's candidate call shapes, timed one after another), read as one function
+# retraced again and again, and TensorFlow warns of a fault that is not there.
+RETRACING_WARNING = "triggered tf.function retracing"
+
+
+class _NotRetracing(logging.Filter):
+    def filter(self, record):
+        return RETRACING_WARNING not in record.getMessage()
+
+
+@contextlib.contextmanager
+def functions_of_one_code():
+    """A block that makes tf.functions of one code on purpose, without that warning."""
+    quiet = _NotRetracing()
+    tf.get_logger().addFilter(quiet)
+    try:
+        yield
+    finally:
+        tf.get_logger().removeFilter(quiet)

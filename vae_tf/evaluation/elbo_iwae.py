@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vae_tf import files, log
+from vae_tf import compat, files, log
 from vae_tf.config import AUTO
 from vae_tf.data import pipelines, sources
 from vae_tf.evaluation import part_done
@@ -104,13 +104,14 @@ def iwae_settings(model, config, spec, images: np.ndarray, num_samples: int,
         log.info("IWAE: timing " + ", ".join(f"{b}x{c}" for b, c in shapes)
                  + " (images x samples per call)" + (" with and without XLA"
                                                      if len(jits) > 1 else "") + "...")
-        probe = _samples_per_second(model, config, images, *shapes[0], jits[0] == "true")
-        affordable = [shape for shape in shapes if shape == shapes[0]
-                      or shape[0] * shape[1] / probe < IWAE_MAX_CALL_SECONDS]
-        trials = [{"batch_size": b, "chunk_size": c, "jit_compile": jit,
-                   "samples_per_s": probe if ((b, c), jit) == (shapes[0], jits[0]) else
-                   _samples_per_second(model, config, images, b, c, jit == "true")}
-                  for jit in jits for b, c in affordable]
+        with compat.functions_of_one_code():  # one estimate function per shape timed
+            probe = _samples_per_second(model, config, images, *shapes[0], jits[0] == "true")
+            affordable = [shape for shape in shapes if shape == shapes[0]
+                          or shape[0] * shape[1] / probe < IWAE_MAX_CALL_SECONDS]
+            trials = [{"batch_size": b, "chunk_size": c, "jit_compile": jit,
+                       "samples_per_s": probe if ((b, c), jit) == (shapes[0], jits[0]) else
+                       _samples_per_second(model, config, images, b, c, jit == "true")}
+                      for jit in jits for b, c in affordable]
         best = max(trials, key=lambda trial: trial["samples_per_s"])
         record = dict(best, trials=trials, how="measured " + ", ".join(
             f"{t['batch_size']}x{t['chunk_size']}{' XLA' if t['jit_compile'] == 'true' else ''}"
