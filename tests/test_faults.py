@@ -277,6 +277,9 @@ def test_other_models_killed_inside_an_epoch_resume_bit_for_bit(kind, tiny_data_
     done = subprocess.run([*args, f"--model_dir={reference}"], cwd=REPO_ROOT,
                           env=_environment(), capture_output=True, text=True, timeout=TIMEOUT * 2)
     assert done.returncode == 0, done.stderr[-2000:]
+    # The last line names the loss: the ELBO's, or the bound that training minimised.
+    bound = "importance-weighted bound" in done.stdout
+    assert bound == ("--train_iw_samples=3" in RESUMED_KINDS[kind]), done.stdout
     command = [*args, f"--model_dir={killed}", "--checkpoint_every_steps=5"]
     _run_until_killed("after an in-epoch checkpoint of epoch 2", command, str(killed),
                       lambda d, done, temporary: _recorded_in_epoch(d) > 30, 0.0)

@@ -21,8 +21,11 @@ def main(argv):
     result = training.train_and_evaluate(config)
     if result.metrics:
         last = result.metrics[-1]
+        bound = (f" (the {config.train_iw_samples}-sample importance-weighted bound)"
+                 if config.train_iw_samples > 1 else "")
         print(f"vae_tf: epoch {result.epochs}: test loss {last.get('val_loss', float('nan')):.2f} "
-              f"nats; checkpoints, TensorBoard logs and metrics.csv are in {result.model_dir}")
+              f"nats{bound}; checkpoints, TensorBoard logs and metrics.csv are in "
+              f"{result.model_dir}")
 
 
 def entry_point():
