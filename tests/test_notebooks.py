@@ -5,6 +5,7 @@ fails if any cell raises. The notebooks read real data through vae_tf, so these
 tests need the real data sets (CI has them).
 """
 
+import json
 import os
 import re
 
@@ -52,6 +53,9 @@ def test_every_notebook_is_tested_and_stored_without_outputs():
         code = [cell for cell in notebook.cells if cell.cell_type == "code"]
         assert "parameters" in code[0].metadata.get("tags", []), name
         assert all(not cell.outputs and cell.execution_count is None for cell in code), name
+        # Every cell has its id, as nbformat 4.5 asks (nbformat.read makes up missing ones).
+        with open(os.path.join(NOTEBOOKS_DIR, name)) as stored:
+            assert all("id" in cell for cell in json.load(stored)["cells"]), name
 
 
 def test_no_notebook_reaches_into_vae_tfs_internals():
