@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter
 
 from vae_tf import compat
 from vae_tf.run import optimizers
@@ -76,7 +77,7 @@ def test_the_tflite_converter_still_needs_frozen_weights(tmp_path):
     module.call = tf.function(lambda x: dense(x), input_signature=[tf.TensorSpec([None, 2])])
     tf.saved_model.save(module, str(tmp_path), signatures={"call": module.call})
     converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path), signature_keys=["call"])
-    interpreter = tf.lite.Interpreter(model_content=converter.convert())
+    interpreter = Interpreter(model_content=converter.convert())
     ops = {op["op_name"] for op in interpreter._get_ops_details()}
     assert "VAR_HANDLE" in ops
     frozen = compat.frozen(module.call.get_concrete_function())

@@ -9,6 +9,7 @@ import textwrap
 import numpy as np
 import pytest
 import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter
 
 from vae_tf.errors import RunDirError
 from vae_tf.run import exporting, training
@@ -230,7 +231,7 @@ def test_the_tflite_decoder_matches_the_saved_model(exported, name, quantize, to
     path = exporting.export_tflite(result.model, result.model_dir, quantize)
     assert os.path.basename(path) == ("decoder.tflite" if quantize == "none"
                                       else f"decoder_{quantize}.tflite")
-    interpreter = tf.lite.Interpreter(model_path=path)
+    interpreter = Interpreter(model_path=path)
     decode = interpreter.get_signature_runner("decode")
     loaded = tf.saved_model.load(os.path.join(result.model_dir, "saved_model"))
     z = np.random.default_rng(1).normal(size=(6, result.model.z_dim)).astype(np.float32)
