@@ -1,6 +1,7 @@
 """Config validation, flag generation and the flagfile round trip."""
 
 import dataclasses
+import os
 
 import pytest
 from absl import flags
@@ -9,7 +10,7 @@ from vae_tf import cli
 from vae_tf.config import Config
 from vae_tf.errors import ConfigError
 
-from conftest import FLAGFILES, parse_config
+from conftest import FLAGFILES, REPO_ROOT, parse_config
 
 
 def test_defaults_are_valid():
@@ -76,6 +77,16 @@ def test_resolved_flag_lines_reproduce_the_config(tmp_path):
 def test_presets_parse_and_differ_from_the_defaults(flagfile):
     config = parse_config(f"--flagfile={flagfile}")
     assert config != Config()
+
+
+def test_every_preset_has_a_row_in_the_readme_presets_table():
+    """A user finds the presets in README's table: a new flagfile without a row fails."""
+    readme = open(os.path.join(REPO_ROOT, "README.md")).read()
+    table = readme.split("## The presets", 1)[1].split("\n## ", 1)[0]
+    rows = {line.split("`")[1] for line in table.splitlines() if line.startswith("| `")}
+    presets = {os.path.basename(path)[:-len(".flags")] for path in FLAGFILES}
+    assert presets - rows == set(), "presets without a row in README's presets table"
+    assert rows - presets == set(), "README rows naming no preset in flags/"
 
 
 def test_presets_reproduce_the_tutorial_hyper_parameters():
