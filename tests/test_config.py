@@ -6,7 +6,7 @@ import os
 import pytest
 from absl import flags
 
-from vae_tf import cli
+from vae_tf import cli, preset_flags
 from vae_tf.config import Config
 from vae_tf.errors import ConfigError
 
@@ -84,7 +84,7 @@ def test_every_preset_has_a_row_in_the_readme_presets_table():
     readme = open(os.path.join(REPO_ROOT, "README.md")).read()
     table = readme.split("## The presets", 1)[1].split("\n## ", 1)[0]
     rows = {line.split("`")[1] for line in table.splitlines() if line.startswith("| `")}
-    presets = {os.path.basename(path)[:-len(".flags")] for path in FLAGFILES}
+    presets = set(preset_flags.names())
     assert presets - rows == set(), "presets without a row in README's presets table"
     assert rows - presets == set(), "README rows naming no preset in flags/"
 
